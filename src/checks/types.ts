@@ -1,0 +1,67 @@
+import type { ErrorCode, WarningCode } from '../errors.js';
+
+/**
+ * pass: confirmed. warn: works, but something deserves attention.
+ * fail: misconfigured, retrying will not help. temperror: DNS did not answer
+ * usefully, retry later. skip: not run because an earlier check failed.
+ */
+export type CheckStatus = 'pass' | 'warn' | 'fail' | 'temperror' | 'skip';
+
+export type CheckId = 'destination' | 'edge-address' | 'ptr' | 'fcrdns' | 'ehlo-name';
+
+export interface CheckResult {
+  id: CheckId;
+  status: CheckStatus;
+  /** What a well-run sender would have, in words or record form. */
+  expected: string;
+  /** What DNS or the configuration actually gave. */
+  actual: string;
+  code: ErrorCode | WarningCode | null;
+  /** The fix, naming the record; null when nothing is to be done. */
+  hint: string | null;
+  /** Lines in the spirit of `dig +short`: what each lookup returned. */
+  evidence: string[];
+}
+
+/** One name from the PTR answer, and what its forward lookup said. */
+export interface PtrNameResult {
+  name: string;
+  /** Why the name is not usable as a hostname, or null when it is. */
+  invalid: string | null;
+  /** Addresses the forward lookup returned (after CNAMEs), canonical form. */
+  addresses: string[];
+  /** CNAME names followed on the way, in order. */
+  cnames: string[];
+  /** Outcome of the forward lookup: 'answer', 'nxdomain', 'nodata', a tempfail reason, or 'not-queried'. */
+  outcome: string;
+  confirms: boolean;
+}
+
+export interface PreflightReport {
+  ok: boolean;
+  /** The edge address: what receivers see. */
+  address: string | null;
+  /** The confirmed name that goes into EHLO, or null. */
+  name: string | null;
+  /** Where the check assumed the mail goes (route address), when known. */
+  destination: string | null;
+  checks: CheckResult[];
+  /** PTR names and their forward results, for renderers that draw the chain. */
+  ptrNames: PtrNameResult[];
+  /** When this verdict stops being valid (epoch ms), from the shortest TTL seen. */
+  expiresAt: number;
+  /** True when served past its TTL because re-verification failed only temporarily. */
+  stale: boolean;
+}
+
+export function worstStatus(checks: readonly CheckResult[]): CheckStatus {
+  const order: CheckStatus[] = ['temperror', 'fail', 'warn', 'pass', 'skip'];
+  for (const status of order) if (checks.some((c) => c.status === status)) return status;
+  return 'pass';
+}
+
+export function firstFailure(checks: readonly CheckResult[]): CheckResult | undefined {
+  return (
+    checks.find((c) => c.status === 'fail') ?? checks.find((c) => c.status === 'temperror')
+  );
+}

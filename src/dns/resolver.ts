@@ -1,0 +1,222 @@
+/**
+ * mailedge's resolver: every lookup mailedge makes (PTR, A/AAAA, the
+ * destination host) goes through here, so one `edge.dns` setting governs them
+ * all. Results are cached for their DNS TTL within bounds, negative answers by
+ * the SOA rule of RFC 2308, and concurrent identical lookups share one query.
+ */
+import { DnsClient, type TempReason } from './client.js';
+import { nameKey, RecordType, Rcode, reverseName, type DnsMessage, type ResourceRecord } from './wire.js';
+import type { DnsServerAddress } from './servers.js';
+
+export type LookupType = 'A' | 'AAAA' | 'PTR' | 'MX' | 'TXT';
+
+export type Lookup =
+  | { kind: 'answer'; name: string; type: LookupType; records: ResourceRecord[]; cnames: string[]; ttl: number; server: string }
+  | { kind: 'nxdomain' | 'nodata'; name: string; type: LookupType; cnames: string[]; ttl: number; server: string; note?: string }
+  | { kind: 'tempfail'; name: string; type: LookupType; reason: TempReason; detail: string }
+  | { kind: 'cname-loop' | 'cname-too-long'; name: string; type: LookupType; cnames: string[]; ttl: number };
+
+export function isTemporary(lookup: Lookup): lookup is Extract<Lookup, { kind: 'tempfail' }> {
+  return lookup.kind === 'tempfail';
+}
+
+export interface Clock {
+  now(): number;
+}
+
+export const systemClock: Clock = { now: () => Date.now() };
+
+export interface TtlBounds {
+  /** Seconds. Positive answers are kept at least this long. */
+  minTtl: number;
+  /** Seconds. Positive answers are kept at most this long. */
+  maxTtl: number;
+  /** Seconds. Negative answers are kept at most this long (RFC 2308 suggests 1-3 hours). */
+  maxNegativeTtl: number;
+}
+
+export const DEFAULT_TTL_BOUNDS: TtlBounds = { minTtl: 30, maxTtl: 86_400, maxNegativeTtl: 3_600 };
+
+export interface ResolverOptions extends TtlBounds {
+  servers: readonly DnsServerAddress[];
+  attemptTimeout: number;
+  clock: Clock;
+  /** CNAME hops followed before the chain is called too long. */
+  maxCnameHops?: number;
+}
+
+interface CacheEntry {
+  lookup: Lookup;
+  expiresAt: number;
+}
+
+const TYPE_CODES: Record<LookupType, number> = {
+  A: RecordType.A,
+  AAAA: RecordType.AAAA,
+  PTR: RecordType.PTR,
+  MX: RecordType.MX,
+  TXT: RecordType.TXT,
+};
+
+export class Resolver {
+  readonly client: DnsClient;
+  private readonly cache = new Map<string, CacheEntry>();
+  private readonly inflight = new Map<string, Promise<Lookup>>();
+  private readonly maxCnameHops: number;
+
+  constructor(private readonly options: ResolverOptions) {
+    this.client = new DnsClient({ servers: options.servers, attemptTimeout: options.attemptTimeout });
+    this.maxCnameHops = options.maxCnameHops ?? 8;
+  }
+
+  get clock(): Clock {
+    return this.options.clock;
+  }
+
+  ptr(address: string, signal: AbortSignal): Promise<Lookup> {
+    return this.lookup(reverseName(address), 'PTR', signal);
+  }
+
+  /** Cached, single-flight lookup that follows CNAMEs. Never rejects. */
+  lookup(name: string, type: LookupType, signal: AbortSignal): Promise<Lookup> {
+    const key = `${type} ${nameKey(name)}`;
+    const now = this.options.clock.now();
+    const cached = this.cache.get(key);
+    if (cached && cached.expiresAt > now) return Promise.resolve(cached.lookup);
+    const running = this.inflight.get(key);
+    if (running) return running;
+    const promise = this.resolveChain(name, type, signal).then((lookup) => {
+      this.inflight.delete(key);
+      if (lookup.kind !== 'tempfail') {
+        this.cache.set(key, { lookup, expiresAt: this.options.clock.now() + this.cacheSeconds(lookup) * 1000 });
+      } else {
+        this.cache.delete(key);
+      }
+      return lookup;
+    });
+    this.inflight.set(key, promise);
+    return promise;
+  }
+
+  /** Forget every cached answer (the next lookups go to the wire). */
+  clear(): void {
+    this.cache.clear();
+  }
+
+  /** Seconds a lookup may be reused, after the documented clamps. */
+  cacheSeconds(lookup: Lookup): number {
+    if (lookup.kind === 'tempfail') return 0;
+    const { minTtl, maxTtl, maxNegativeTtl } = this.options;
+    const max = lookup.kind === 'answer' ? maxTtl : maxNegativeTtl;
+    return Math.min(Math.max(lookup.ttl, minTtl), max);
+  }
+
+  private async resolveChain(name: string, type: LookupType, signal: AbortSignal): Promise<Lookup> {
+    const cnames: string[] = [];
+    const seen = new Set<string>([nameKey(name)]);
+    let current = name;
+    let ttl = Infinity;
+    for (let hop = 0; hop <= this.maxCnameHops; hop++) {
+      const outcome = await this.client.query(current, TYPE_CODES[type], signal);
+      if (outcome.kind === 'tempfail') return { kind: 'tempfail', name, type, reason: outcome.reason, detail: outcome.detail };
+      const walked = walkAnswer(outcome.message, current, TYPE_CODES[type]);
+      for (const step of walked.cnames) {
+        const key = nameKey(step.target);
+        cnames.push(step.target);
+        ttl = Math.min(ttl, step.ttl);
+        if (seen.has(key)) return { kind: 'cname-loop', name, type, cnames, ttl };
+        seen.add(key);
+        if (cnames.length > this.maxCnameHops) return { kind: 'cname-too-long', name, type, cnames, ttl };
+      }
+      if (walked.records.length > 0) {
+        const recordTtl = Math.min(...walked.records.map((r) => r.ttl));
+        return {
+          kind: 'answer',
+          name,
+          type,
+          records: walked.records,
+          cnames,
+          ttl: Math.min(ttl, recordTtl),
+          server: outcome.server,
+        };
+      }
+      const owner = walked.cnames.at(-1)?.target ?? current;
+      const ownerChanged = nameKey(owner) !== nameKey(current);
+      // The server stopped at a CNAME whose target it does not serve: ask for the target.
+      if (ownerChanged && outcome.message.rcode === Rcode.NOERROR && !hasNegativeProof(outcome.message, owner)) {
+        current = owner;
+        continue;
+      }
+      const negativeTtl = soaNegativeTtl(outcome.message);
+      const note = walked.ignored.length > 0 ? `ignored ${walked.ignored.join(', ')}` : undefined;
+      return {
+        kind: outcome.message.rcode === Rcode.NXDOMAIN ? 'nxdomain' : 'nodata',
+        name,
+        type,
+        cnames,
+        ttl: Math.min(ttl, negativeTtl),
+        server: outcome.server,
+        ...(note ? { note } : {}),
+      };
+    }
+    return { kind: 'cname-too-long', name, type, cnames, ttl: Number.isFinite(ttl) ? ttl : 0 };
+  }
+}
+
+interface Walked {
+  cnames: Array<{ target: string; ttl: number }>;
+  records: ResourceRecord[];
+  /** Records in the answer that did not belong to the chain, kept for evidence. */
+  ignored: string[];
+}
+
+/**
+ * Follows the CNAME chain inside one answer section, starting at the question
+ * name, and keeps only records owned by the chain's end: anything else in the
+ * answer is unrequested data and is not believed.
+ */
+function walkAnswer(message: DnsMessage, start: string, typeCode: number): Walked {
+  const result: Walked = { cnames: [], records: [], ignored: [] };
+  let owner = nameKey(start);
+  const visited = new Set<string>([owner]);
+  for (;;) {
+    const cname = message.answers.find((r) => r.type === 'CNAME' && nameKey(r.name) === owner);
+    if (!cname || cname.type !== 'CNAME' || typeCode === RecordType.CNAME) break;
+    result.cnames.push({ target: cname.target, ttl: cname.ttl });
+    owner = nameKey(cname.target);
+    if (visited.has(owner)) break;
+    visited.add(owner);
+  }
+  for (const record of message.answers) {
+    const matchesType = record.type === 'OTHER' ? record.typeCode === typeCode : RecordType[record.type] === typeCode;
+    if (matchesType && nameKey(record.name) === owner) result.records.push(record);
+    else if (record.type !== 'CNAME') result.ignored.push(`${record.type === 'OTHER' ? `TYPE${record.typeCode}` : record.type} at ${record.name}`);
+  }
+  return result;
+}
+
+function hasNegativeProof(message: DnsMessage, _owner: string): boolean {
+  return message.authorities.some((r) => r.type === 'SOA');
+}
+
+/** RFC 2308 section 5: the negative TTL is the lesser of the SOA's TTL and its MINIMUM field. */
+function soaNegativeTtl(message: DnsMessage): number {
+  const soa = message.authorities.find((r) => r.type === 'SOA');
+  if (!soa || soa.type !== 'SOA') return 0;
+  return Math.min(soa.ttl, soa.minimum);
+}
+
+export function describeTemp(reason: TempReason): string {
+  switch (reason) {
+    case 'timeout':
+      return 'timed out';
+    case 'servfail':
+      return 'SERVFAIL';
+    case 'refused':
+      return 'REFUSED';
+    case 'unreachable':
+      return 'server unreachable';
+    case 'malformed':
+      return 'malformed answer';
+  }
+}

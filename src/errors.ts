@@ -1,0 +1,213 @@
+/**
+ * One error hierarchy with stable codes. Callers branch on `code` and
+ * `permanent`, never on message text; the README's table is kept in step with
+ * ERROR_CODES by a test.
+ */
+import type { CheckResult, PreflightReport } from './checks/types.js';
+
+export interface ErrorCodeInfo {
+  /** What went wrong, in one sentence. */
+  meaning: string;
+  /** Which record or setting to fix. */
+  fix: string;
+  /** Whether retrying later can help without anybody changing anything. */
+  permanent: boolean;
+}
+
+export const ERROR_CODES = {
+  PTR_MISSING: {
+    meaning: 'The edge address has no PTR record (NXDOMAIN or no data for its in-addr.arpa / ip6.arpa name).',
+    fix: 'Ask the owner of the address (hosting or IP provider) to publish a PTR naming your mail host.',
+    permanent: true,
+  },
+  PTR_INVALID: {
+    meaning: 'Every PTR name of the edge address is unusable as a hostname (bad characters, too long, single label, IP literal, localhost).',
+    fix: 'Have the PTR changed to a fully-qualified hostname made of letters, digits and hyphens.',
+    permanent: true,
+  },
+  PTR_AMBIGUOUS: {
+    meaning: 'The edge address has several PTR names and at least one does not resolve back to it; receivers that read only the first answer reject at random.',
+    fix: 'Remove the stale PTR names, or give each one an A/AAAA record pointing at the edge address.',
+    permanent: true,
+  },
+  FCRDNS_MISMATCH: {
+    meaning: 'The PTR name exists but none of its A/AAAA records points back at the edge address.',
+    fix: 'Add or correct the A (IPv4) or AAAA (IPv6) record of the PTR name so it contains the edge address.',
+    permanent: true,
+  },
+  DNS_TEMPFAIL: {
+    meaning: 'A DNS lookup timed out, or the server answered SERVFAIL or REFUSED, or could not be reached.',
+    fix: 'Nothing to change in DNS yet: retry later, and check that the configured resolvers are reachable.',
+    permanent: false,
+  },
+  DEST_UNRESOLVED: {
+    meaning: 'The destination host has no A/AAAA record usable from the edge address family.',
+    fix: 'Check the `host` option, or publish an A/AAAA record for it.',
+    permanent: true,
+  },
+  EDGE_UNKNOWN: {
+    meaning: 'The source address for the destination could not be determined (no route).',
+    fix: 'Set `localAddress`, or `edge.publicAddress` when the host is behind NAT.',
+    permanent: true,
+  },
+  SEND_FAILED: {
+    meaning: 'The identity was confirmed but the receiver or the connection failed; `smtpCode` and `responseCode` say how.',
+    fix: 'Read the receiver\'s response; 4xx and connection errors are worth retrying, 5xx are not.',
+    permanent: false,
+  },
+  INVALID_OPTION: {
+    meaning: 'An option or CLI flag has a value mailedge cannot use.',
+    fix: 'Correct the option named in the message.',
+    permanent: true,
+  },
+  PREFLIGHT_FAILED: {
+    meaning: 'preflight() found an enforced check that failed; the error carries the whole report.',
+    fix: 'Fix what the failed checks in `report.checks` name.',
+    permanent: true,
+  },
+} as const satisfies Record<string, ErrorCodeInfo>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** Codes that appear on passing checks as warnings, never as errors. */
+export const WARNING_CODES = {
+  PTR_MULTIPLE: {
+    meaning: 'Several PTR names, all confirming: works, but each must be kept in step forever.',
+    fix: 'Keep one PTR name per address.',
+  },
+  NAME_OVERRIDDEN: {
+    meaning: 'The `name` option differed from the confirmed name; mailedge used the confirmed name in EHLO.',
+    fix: 'Drop the `name` option, or set it to the confirmed name.',
+  },
+  UNVERIFIED_SEND: {
+    meaning: 'edge.mode is "warn" and the check failed; the message was sent with an address-literal EHLO.',
+    fix: 'Fix the failed check, then switch back to enforce.',
+  },
+} as const;
+
+export type WarningCode = keyof typeof WARNING_CODES;
+
+export interface MailedgeErrorOptions {
+  permanent?: boolean;
+  hint?: string;
+  evidence?: readonly string[];
+  cause?: unknown;
+  /** The caller's message, exactly as given, so a refusal loses nothing. */
+  mail?: unknown;
+}
+
+export class MailedgeError extends Error {
+  override name = 'MailedgeError';
+  readonly code: ErrorCode;
+  readonly permanent: boolean;
+  readonly hint: string;
+  readonly evidence: readonly string[];
+  mail: unknown;
+
+  constructor(code: ErrorCode, message: string, options: MailedgeErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.permanent = options.permanent ?? ERROR_CODES[code].permanent;
+    this.hint = options.hint ?? ERROR_CODES[code].fix;
+    this.evidence = options.evidence ?? [];
+    this.mail = options.mail;
+  }
+
+  /** A plain object for JSON output: no stack, no message body. */
+  toJSON(): Record<string, unknown> {
+    return {
+      name: this.name,
+      code: this.code,
+      permanent: this.permanent,
+      message: this.message,
+      hint: this.hint,
+      evidence: this.evidence,
+    };
+  }
+}
+
+export class InvalidOptionError extends MailedgeError {
+  override name = 'InvalidOptionError';
+  constructor(
+    readonly option: string,
+    problem: string,
+  ) {
+    super('INVALID_OPTION', `Invalid option ${option}: ${problem}`, {
+      hint: `Correct ${option}.`,
+    });
+  }
+}
+
+/** A send refused because the edge identity could not be confirmed. */
+export class EdgeRefusedError extends MailedgeError {
+  override name = 'EdgeRefusedError';
+  constructor(
+    readonly report: PreflightReport,
+    readonly failed: CheckResult,
+    options: { mail?: unknown } = {},
+  ) {
+    const code = (failed.code ?? 'DNS_TEMPFAIL') as ErrorCode;
+    super(code, `mailedge refused to send: ${failed.actual}`, {
+      permanent: failed.status !== 'temperror',
+      hint: failed.hint ?? ERROR_CODES[code].fix,
+      evidence: failed.evidence,
+      mail: options.mail,
+    });
+  }
+}
+
+/** SMTP or connection failure after the identity was confirmed. */
+export class SendFailedError extends MailedgeError {
+  override name = 'SendFailedError';
+  /** Nodemailer's code: EENVELOPE, EPROTOCOL, ECONNECTION, ETIMEDOUT, ... */
+  readonly smtpCode: string | undefined;
+  readonly responseCode: number | undefined;
+  readonly response: string | undefined;
+  readonly command: string | undefined;
+
+  constructor(cause: unknown, mail: unknown, redact: (text: string) => string) {
+    const source = (typeof cause === 'object' && cause !== null ? cause : {}) as Record<string, unknown>;
+    const text = (key: string): string | undefined =>
+      typeof source[key] === 'string' ? redact(source[key]) : undefined;
+    const responseCode = typeof source.responseCode === 'number' ? source.responseCode : undefined;
+    const message = text('message') ?? String(cause);
+    super('SEND_FAILED', redact(`Sending failed: ${message}`), {
+      // Only an explicit 5xx from the receiver is final; connection drops and timeouts may pass.
+      permanent: responseCode !== undefined && responseCode >= 500 && responseCode < 600,
+      hint:
+        responseCode !== undefined && responseCode >= 500
+          ? 'The receiver refused permanently: read its response before retrying.'
+          : 'Temporary failure: retry later.',
+      evidence: [text('response'), text('command') && `after ${text('command')}`].filter(
+        (line): line is string => typeof line === 'string' && line.length > 0,
+      ),
+      cause,
+      mail,
+    });
+    this.smtpCode = text('code');
+    this.responseCode = responseCode;
+    this.response = text('response');
+    this.command = text('command');
+  }
+
+  override toJSON(): Record<string, unknown> {
+    return { ...super.toJSON(), smtpCode: this.smtpCode, responseCode: this.responseCode, response: this.response };
+  }
+}
+
+export class PreflightFailedError extends MailedgeError {
+  override name = 'PreflightFailedError';
+  constructor(readonly report: PreflightReport) {
+    const failed = report.checks.filter((c) => c.status === 'fail' || c.status === 'temperror');
+    const temporary = failed.length > 0 && failed.every((c) => c.status === 'temperror');
+    super('PREFLIGHT_FAILED', `mailedge preflight failed: ${failed.map((c) => `${c.id} (${c.code})`).join(', ')}`, {
+      permanent: !temporary,
+      hint: failed.map((c) => c.hint).filter(Boolean).join(' '),
+      evidence: failed.flatMap((c) => c.evidence),
+    });
+  }
+}
+
+export function isMailedgeError(value: unknown): value is MailedgeError {
+  return value instanceof MailedgeError;
+}

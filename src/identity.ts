@@ -1,0 +1,224 @@
+/**
+ * The identity of this sender for one destination: route → edge address →
+ * FCrDNS → EHLO name, as one report. A verdict is reused until the shortest
+ * TTL behind it runs out, and concurrent callers share one verification.
+ */
+import { isIPv6 } from 'node:net';
+import { Resolver, type Lookup } from './dns/resolver.js';
+import { digLine } from './checks/evidence.js';
+import { checkFcrdns } from './checks/fcrdns.js';
+import type { CheckResult, PreflightReport } from './checks/types.js';
+import { findEdge, type EdgeAddress } from './edge/source.js';
+import { resolveRoute } from './route/destination.js';
+import type { ResolvedEdgeOptions } from './options.js';
+
+export interface Identity {
+  report: PreflightReport;
+  /** Addresses to connect to, in order; empty when the route is unknown. */
+  addresses: string[];
+  edge: EdgeAddress | null;
+}
+
+const ORIGIN_TEXT: Record<EdgeAddress['origin'], string> = {
+  publicAddress: 'edge.publicAddress (NAT)',
+  localAddress: 'the bound localAddress',
+  kernel: 'the kernel\'s source address for the destination',
+};
+
+export function createResolver(options: ResolvedEdgeOptions): Resolver {
+  return new Resolver({
+    servers: options.servers,
+    attemptTimeout: options.attemptTimeout,
+    clock: options.clock,
+    minTtl: options.minTtl,
+    maxTtl: options.maxTtl,
+    maxNegativeTtl: options.maxNegativeTtl,
+  });
+}
+
+export class EdgeVerifier {
+  private cached: Identity | undefined;
+  private inflight: Promise<Identity> | undefined;
+
+  constructor(
+    private readonly options: ResolvedEdgeOptions,
+    readonly resolver: Resolver = createResolver(options),
+  ) {}
+
+  /** The cached identity while it is still within its TTL, without any I/O. */
+  current(): Identity | undefined {
+    const cached = this.cached;
+    return cached && cached.report.expiresAt > this.options.clock.now() ? cached : undefined;
+  }
+
+  /** The identity, verified now or reused from cache. Never rejects. */
+  identity(): Promise<Identity> {
+    const cached = this.current();
+    if (cached) return Promise.resolve(cached);
+    if (this.inflight) return this.inflight;
+    const running = this.verify().then((identity) => {
+      this.inflight = undefined;
+      this.cached = identity;
+      return identity;
+    });
+    this.inflight = running;
+    return running;
+  }
+
+  /** Forget the cached verdict and DNS answers: the next call asks DNS again. */
+  forget(): void {
+    this.cached = undefined;
+    this.resolver.clear();
+  }
+
+  private async verify(): Promise<Identity> {
+    const { options } = this;
+    const controller = new AbortController();
+    // One deadline for the whole chain of lookups, enforced here rather than per query.
+    const timer = setTimeout(() => controller.abort(), options.timeout);
+    try {
+      return await this.verifyWithin(controller.signal);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private async verifyWithin(signal: AbortSignal): Promise<Identity> {
+    const { options } = this;
+    const preferFamily = options.localAddress ? (isIPv6(options.localAddress) ? 6 : 4) : null;
+    const lookups: Lookup[] = [];
+    const checks: CheckResult[] = [];
+    let addresses: string[] = [];
+    let destination: string | null = null;
+
+    if (options.host !== undefined) {
+      const route = await resolveRoute(options.host, this.resolver, signal, preferFamily);
+      lookups.push(...route.lookups);
+      const routeEvidence = route.lookups.map((l) => digLine(l));
+      if (route.kind === 'unresolved') {
+        checks.push({
+          id: 'destination',
+          status: route.permanent ? 'fail' : 'temperror',
+          expected: `an address for ${options.host}`,
+          actual: route.reason,
+          code: route.permanent ? 'DEST_UNRESOLVED' : 'DNS_TEMPFAIL',
+          hint: route.permanent
+            ? `Check the host option, or publish an A/AAAA record for ${options.host}.`
+            : 'Retry later; check that the resolvers in edge.dns.servers are reachable.',
+          evidence: routeEvidence,
+        });
+        return this.finish(checks, lookups, null, null, []);
+      }
+      addresses = route.addresses;
+      destination = route.addresses[0] ?? null;
+      checks.push({
+        id: 'destination',
+        status: 'pass',
+        expected: `an address for ${options.host}`,
+        actual: route.addresses.length > 1 ? `${route.addresses.join(', ')} (connecting to ${destination})` : `${destination}`,
+        code: null,
+        hint: null,
+        evidence: routeEvidence,
+      });
+    } else if (!options.publicAddress && !options.localAddress) {
+      checks.push({
+        id: 'edge-address',
+        status: 'fail',
+        expected: 'a destination host, localAddress or edge.publicAddress',
+        actual: 'none given, so the source address cannot be known',
+        code: 'EDGE_UNKNOWN',
+        hint: 'Give the destination host (--host), or the address to check (--local-address / --public-address).',
+        evidence: [],
+      });
+      return this.finish(checks, lookups, null, null, []);
+    }
+
+    let edge: EdgeAddress;
+    try {
+      edge = await findEdge(options, destination ?? '', options.port);
+    } catch (err) {
+      checks.push({
+        id: 'edge-address',
+        status: 'fail',
+        expected: `the source address for ${destination}`,
+        actual: `no route to ${destination}: ${(err as Error).message}`,
+        code: 'EDGE_UNKNOWN',
+        hint: 'Set localAddress, or edge.publicAddress when this host is behind NAT.',
+        evidence: [],
+      });
+      return this.finish(checks, lookups, null, destination, addresses);
+    }
+    checks.push({
+      id: 'edge-address',
+      status: 'pass',
+      expected: 'the address receivers will see',
+      actual: `${edge.address} (${ORIGIN_TEXT[edge.origin]})`,
+      code: null,
+      hint: null,
+      evidence: edge.origin === 'publicAddress' && options.localAddress ? [`bound to ${options.localAddress}, seen as ${edge.address}`] : [],
+    });
+
+    const verdict = await checkFcrdns(edge.address, this.resolver, signal, { maxPtrNames: options.maxPtrNames });
+    checks.push(...verdict.checks);
+    lookups.push(...verdict.lookups);
+    checks.push(this.ehloCheck(verdict.name));
+    const identity = this.finish(checks, lookups, verdict.name, destination, addresses, edge);
+    identity.report.ptrNames = verdict.ptrNames;
+    return identity;
+  }
+
+  private ehloCheck(name: string | null): CheckResult {
+    const requested = this.options.requestedName;
+    if (name === null) {
+      return {
+        id: 'ehlo-name',
+        status: 'skip',
+        expected: 'the confirmed name in EHLO',
+        actual: 'no confirmed name to use',
+        code: null,
+        hint: null,
+        evidence: [],
+      };
+    }
+    const overridden = requested !== undefined && requested.toLowerCase().replace(/\.$/, '') !== name;
+    return {
+      id: 'ehlo-name',
+      status: overridden ? 'warn' : 'pass',
+      expected: 'the confirmed name in EHLO',
+      actual: overridden ? `EHLO ${name} (the name option "${requested}" was replaced)` : `EHLO ${name}`,
+      code: overridden ? 'NAME_OVERRIDDEN' : null,
+      hint: overridden ? `Drop the name option, or set it to ${name}.` : null,
+      evidence: [],
+    };
+  }
+
+  private finish(
+    checks: CheckResult[],
+    lookups: Lookup[],
+    name: string | null,
+    destination: string | null,
+    addresses: string[],
+    edge: EdgeAddress | null = null,
+  ): Identity {
+    const now = this.options.clock.now();
+    const temporary = checks.some((c) => c.status === 'temperror');
+    // A temporary verdict is not worth keeping: the next send asks again.
+    const decided = lookups.filter((l) => l.kind !== 'tempfail');
+    const seconds = temporary ? 0 : Math.min(...decided.map((l) => this.resolver.cacheSeconds(l)), this.options.maxTtl);
+    const ok = !checks.some((c) => c.status === 'fail' || c.status === 'temperror');
+    return {
+      report: {
+        ok,
+        address: edge?.address ?? null,
+        name: ok ? name : null,
+        destination,
+        checks,
+        ptrNames: [],
+        expiresAt: now + seconds * 1000,
+        stale: false,
+      },
+      addresses,
+      edge,
+    };
+  }
+}

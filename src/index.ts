@@ -1,0 +1,20 @@
+export { createTransport, MailedgeTransport } from './transport.js';
+export type { EdgeInfo, MailedgeSentMessageInfo, MailedgeWarning, SendCallback } from './transport.js';
+export { preflight } from './preflight.js';
+export type { PreflightCallOptions } from './preflight.js';
+export type { MailedgeOptions, EdgeOptions, EdgeDnsOptions, EdgeMode } from './options.js';
+export { DEFAULTS } from './options.js';
+export {
+  MailedgeError,
+  EdgeRefusedError,
+  SendFailedError,
+  InvalidOptionError,
+  PreflightFailedError,
+  ERROR_CODES,
+  WARNING_CODES,
+  isMailedgeError,
+} from './errors.js';
+export type { ErrorCode, WarningCode, ErrorCodeInfo } from './errors.js';
+export type { CheckResult, CheckStatus, CheckId, PreflightReport, PtrNameResult } from './checks/types.js';
+export type { Clock } from './dns/resolver.js';
+export { hostnameProblem, isValidHostname } from './checks/hostname.js';

@@ -1,0 +1,192 @@
+/**
+ * One options type, validated once at construction; defaults live in one
+ * object. A bad value fails here, naming the option, instead of surfacing as
+ * a strange DNS or socket error on the first send.
+ */
+import { isIP } from 'node:net';
+import type { SMTPPoolOptions, SMTPTransportOptions } from 'nodemailer';
+import { InvalidOptionError } from './errors.js';
+import { DEFAULT_TTL_BOUNDS, systemClock, type Clock } from './dns/resolver.js';
+import { parseServer, systemServers, type DnsServerAddress } from './dns/servers.js';
+import { canonicalAddress } from './dns/wire.js';
+import { hostnameProblem } from './checks/hostname.js';
+
+export type EdgeMode = 'enforce' | 'warn';
+
+export interface EdgeDnsOptions {
+  /** Resolvers as 'IP', 'IP:PORT' or '[IPv6]:PORT'. Default: the system's (resolv.conf). */
+  servers?: string[];
+  /** Milliseconds for the whole edge check, all lookups included. Default 5000. */
+  timeout?: number;
+  /** Seconds: cached answers live at least this long. Default 30. */
+  minTtl?: number;
+  /** Seconds: cached answers live at most this long. Default 86400. */
+  maxTtl?: number;
+  /** Seconds: negative answers (NXDOMAIN, no data) live at most this long. Default 3600. */
+  maxNegativeTtl?: number;
+}
+
+export interface EdgeOptions {
+  /** The address receivers see when this host is behind NAT. Checked instead of the bound address. */
+  publicAddress?: string;
+  /** 'enforce' (default) refuses to send when the check fails; 'warn' sends and reports. */
+  mode?: EdgeMode;
+  dns?: EdgeDnsOptions;
+  /** PTR names examined at most. Default 10. */
+  maxPtrNames?: number;
+  /** Time source for TTLs. Default Date.now. */
+  clock?: Clock;
+}
+
+type NodemailerSmtpOptions = Omit<SMTPTransportOptions, 'getSocket'> & Pick<SMTPPoolOptions, 'maxConnections' | 'maxMessages'>;
+
+export interface MailedgeOptions extends NodemailerSmtpOptions {
+  edge?: EdgeOptions;
+}
+
+export interface ResolvedEdgeOptions {
+  publicAddress: string | undefined;
+  localAddress: string | undefined;
+  mode: EdgeMode;
+  servers: DnsServerAddress[];
+  timeout: number;
+  attemptTimeout: number;
+  minTtl: number;
+  maxTtl: number;
+  maxNegativeTtl: number;
+  maxPtrNames: number;
+  clock: Clock;
+  /** Undefined only for a preflight of the edge alone (no destination given). */
+  host: string | undefined;
+  port: number;
+  /** The caller's `name`, when set: compared with the confirmed name. */
+  requestedName: string | undefined;
+}
+
+export const DEFAULTS = {
+  mode: 'enforce' as EdgeMode,
+  timeout: 5_000,
+  maxPtrNames: 10,
+  ...DEFAULT_TTL_BOUNDS,
+};
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function positiveNumber(value: unknown, option: string): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
+    throw new InvalidOptionError(option, `expected a positive number, got ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+function ipAddress(value: unknown, option: string): string | undefined {
+  if (value === undefined || value === null || value === '') return undefined;
+  if (typeof value !== 'string' || isIP(value) === 0) {
+    throw new InvalidOptionError(option, `expected an IPv4 or IPv6 address, got ${JSON.stringify(value)}`);
+  }
+  return canonicalAddress(value);
+}
+
+const EDGE_KEYS = new Set(['publicAddress', 'mode', 'dns', 'maxPtrNames', 'clock']);
+const DNS_KEYS = new Set(['servers', 'timeout', 'minTtl', 'maxTtl', 'maxNegativeTtl']);
+
+export function resolveEdgeOptions(options: MailedgeOptions): ResolvedEdgeOptions {
+  if (!isRecord(options)) throw new InvalidOptionError('options', 'expected an object of SMTP options');
+  const edge: unknown = options.edge ?? {};
+  if (!isRecord(edge)) throw new InvalidOptionError('edge', 'expected an object');
+  for (const key of Object.keys(edge)) {
+    if (!EDGE_KEYS.has(key)) throw new InvalidOptionError(`edge.${key}`, `unknown option (known: ${[...EDGE_KEYS].join(', ')})`);
+  }
+  const dns: unknown = edge.dns ?? {};
+  if (!isRecord(dns)) throw new InvalidOptionError('edge.dns', 'expected an object');
+  for (const key of Object.keys(dns)) {
+    if (!DNS_KEYS.has(key)) throw new InvalidOptionError(`edge.dns.${key}`, `unknown option (known: ${[...DNS_KEYS].join(', ')})`);
+  }
+
+  const mode = edge.mode ?? DEFAULTS.mode;
+  if (mode !== 'enforce' && mode !== 'warn') {
+    throw new InvalidOptionError('edge.mode', `expected 'enforce' or 'warn', got ${JSON.stringify(mode)}`);
+  }
+
+  let servers: DnsServerAddress[];
+  if (dns.servers === undefined) {
+    servers = systemServers();
+    if (servers.length === 0) throw new InvalidOptionError('edge.dns.servers', 'not set and the system has no resolvers configured');
+  } else {
+    if (!Array.isArray(dns.servers) || dns.servers.length === 0) {
+      throw new InvalidOptionError('edge.dns.servers', 'expected a non-empty array such as ["127.0.0.1:5300"]');
+    }
+    servers = dns.servers.map((text: unknown, index: number) => {
+      const parsed = typeof text === 'string' ? parseServer(text) : null;
+      if (!parsed) {
+        throw new InvalidOptionError(`edge.dns.servers[${index}]`, `expected 'IP', 'IP:PORT' or '[IPv6]:PORT', got ${JSON.stringify(text)}`);
+      }
+      return parsed;
+    });
+  }
+
+  const timeout = positiveNumber(dns.timeout, 'edge.dns.timeout') ?? DEFAULTS.timeout;
+  const minTtl = positiveNumber(dns.minTtl, 'edge.dns.minTtl') ?? DEFAULTS.minTtl;
+  const maxTtl = positiveNumber(dns.maxTtl, 'edge.dns.maxTtl') ?? DEFAULTS.maxTtl;
+  const maxNegativeTtl = positiveNumber(dns.maxNegativeTtl, 'edge.dns.maxNegativeTtl') ?? DEFAULTS.maxNegativeTtl;
+  if (minTtl > maxTtl) throw new InvalidOptionError('edge.dns.minTtl', `is larger than edge.dns.maxTtl (${minTtl} > ${maxTtl})`);
+  const maxPtrNames = positiveNumber(edge.maxPtrNames, 'edge.maxPtrNames') ?? DEFAULTS.maxPtrNames;
+  if (!Number.isInteger(maxPtrNames)) throw new InvalidOptionError('edge.maxPtrNames', 'expected a whole number');
+
+  const clock = edge.clock ?? systemClock;
+  if (!isRecord(clock) || typeof clock.now !== 'function') {
+    throw new InvalidOptionError('edge.clock', 'expected an object with a now() method returning epoch milliseconds');
+  }
+
+  const publicAddress = ipAddress(edge.publicAddress, 'edge.publicAddress');
+  const localAddress = ipAddress(options.localAddress, 'localAddress');
+
+  if (options.host !== undefined && (typeof options.host !== 'string' || options.host.length === 0)) {
+    throw new InvalidOptionError('host', `expected a host name or IP address, got ${JSON.stringify(options.host)}`);
+  }
+  const secure = options.secure === true;
+  const portValue = options.port ?? (secure ? 465 : 587);
+  const port = Number(portValue);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new InvalidOptionError('port', `expected a port number from 1 to 65535, got ${JSON.stringify(options.port)}`);
+  }
+  if (options.name !== undefined) {
+    if (typeof options.name !== 'string') throw new InvalidOptionError('name', 'expected a string');
+  }
+  for (const forbidden of ['getSocket', 'url', 'service', 'proxy'] as const) {
+    if ((options as Record<string, unknown>)[forbidden] !== undefined) {
+      throw new InvalidOptionError(
+        forbidden,
+        forbidden === 'getSocket' || forbidden === 'proxy'
+          ? 'mailedge opens the connection itself, so it can bind and check the edge address; a custom socket or proxy would change the address receivers see'
+          : 'not supported: give host, port and secure explicitly so the route can be checked',
+      );
+    }
+  }
+
+  return {
+    publicAddress,
+    localAddress,
+    mode,
+    servers,
+    timeout,
+    // Each server gets a share of the deadline, so a dead first resolver leaves time for the next.
+    attemptTimeout: Math.max(100, Math.floor(timeout / (2 * servers.length))),
+    minTtl,
+    maxTtl,
+    maxNegativeTtl,
+    maxPtrNames,
+    clock: clock as unknown as Clock,
+    host: options.host,
+    port,
+    requestedName: options.name,
+  };
+}
+
+/** Whether a caller-supplied name could go into EHLO at all (used in warn mode). */
+export function usableRequestedName(name: string | undefined): string | undefined {
+  return name !== undefined && hostnameProblem(name) === null ? name : undefined;
+}

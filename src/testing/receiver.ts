@@ -1,0 +1,512 @@
+/**
+ * A real SMTP receiver on loopback for tests and the demo.
+ *
+ * Strict mode imitates Gmail's 5.7.25 refusal. It is written independently of
+ * mailedge's own checker on purpose: if both shared code, a bug in that code
+ * would make the sender and this receiver agree with each other and the tests
+ * would prove nothing.
+ */
+import { promises as dnsPromises } from 'node:dns';
+import { isIPv4, isIPv6, type AddressInfo, type Socket } from 'node:net';
+import { SMTPServer } from 'smtp-server';
+import type {
+  SMTPServerAddress,
+  SMTPServerAuthentication,
+  SMTPServerAuthenticationResponse,
+  SMTPServerDataStream,
+  SMTPServerError,
+  SMTPServerOptions,
+  SMTPServerSession,
+} from 'smtp-server';
+
+export interface ReceivedSession {
+  id: string;
+  /** session.remoteAddress, without any ::ffff: prefix */
+  clientAddress: string;
+  /** EHLO/HELO argument, lower-cased by smtp-server; '' until the client sent one */
+  ehlo: string;
+  /** Strict-mode judgement, set once the client has sent MAIL FROM */
+  verdict?: { ok: boolean; reason: string };
+  messages: Array<{ from: string; to: string[]; size: number; data: string }>;
+  rejected: Array<{ stage: 'MAIL' | 'RCPT' | 'DATA'; code: number; message: string }>;
+}
+
+export interface ReceiverOptions {
+  /** Default '127.0.0.1'. Must be a loopback address: the receiver allows clear-text AUTH. */
+  host?: string;
+  /** Default 0 (ephemeral). */
+  port?: number;
+  /** Gmail-like 5.7.25 check of the client's FCrDNS and EHLO name. */
+  strict?: boolean;
+  /** 'host:port' or '[::1]:port' of the fixture DNS server; required when strict. */
+  dnsServer?: string;
+  /** Default 1500. */
+  dnsTimeoutMs?: number;
+  /** Keep message bodies. Default true. */
+  keepData?: boolean;
+  /** When set, AUTH PLAIN/LOGIN is required and checked. */
+  auth?: { user: string; pass: string };
+}
+
+export interface Receiver {
+  readonly host: string;
+  readonly port: number;
+  /** Every connection, including ones that never sent a message. */
+  readonly sessions: readonly ReceivedSession[];
+  /** Total TCP connections accepted. */
+  readonly connections: number;
+  /** Total accepted messages. */
+  readonly messages: number;
+  reset(): void;
+  /** Stops listening and destroys open connections at once; idempotent. */
+  close(): Promise<void>;
+}
+
+export const FCRDNS_REJECT_TEXT =
+  '5.7.25 The IP address sending this message does not have a PTR record setup, or the corresponding forward DNS entry does not point to the sending IP';
+export const TEMPFAIL_TEXT = '4.7.25 temporary DNS failure';
+
+const DEFAULT_DNS_TIMEOUT_MS = 1500;
+
+/** Outcome of the DNS half of the judgement; the EHLO half is cheap and redone per MAIL. */
+type FcrdnsOutcome =
+  | { kind: 'confirmed'; names: string[] }
+  | { kind: 'unconfirmed'; detail: string }
+  | { kind: 'temporary'; detail: string };
+
+interface Judgement {
+  verdict: { ok: boolean; reason: string };
+  /** Absent when the client passes. */
+  reply?: { code: number; message: string };
+}
+
+interface LiveRecord {
+  record: ReceivedSession;
+  generation: number;
+}
+
+export async function startReceiver(options: ReceiverOptions = {}): Promise<Receiver> {
+  const host = options.host ?? '127.0.0.1';
+  if (!isLoopback(host)) {
+    throw new Error(`startReceiver: host must be a loopback address, got ${JSON.stringify(host)}`);
+  }
+  const dnsTimeoutMs = options.dnsTimeoutMs ?? DEFAULT_DNS_TIMEOUT_MS;
+  if (!Number.isFinite(dnsTimeoutMs) || dnsTimeoutMs <= 0) {
+    throw new Error(`startReceiver: dnsTimeoutMs must be a positive number, got ${dnsTimeoutMs}`);
+  }
+  const strict = options.strict === true;
+  const dnsServer = options.dnsServer;
+  if (strict && !dnsServer) {
+    throw new Error('startReceiver: strict mode needs dnsServer (the fixture DNS server)');
+  }
+  if (dnsServer) {
+    // Fail at start-up rather than on the first MAIL FROM, where the error would
+    // surface as a confusing SMTP reply.
+    new dnsPromises.Resolver().setServers([dnsServer]);
+  }
+  const keepData = options.keepData ?? true;
+  const auth = options.auth;
+
+  let sessions: ReceivedSession[] = [];
+  let connections = 0;
+  let messages = 0;
+  // reset() starts a new generation; a connection that stays open across reset()
+  // gets a fresh record the next time it does something, so nothing it does after
+  // the reset is lost and nothing from before it shows up again.
+  let generation = 0;
+  const live = new Map<string, LiveRecord>();
+  // DNS facts do not change within one test connection, so a definitive outcome is
+  // cached; a temporary one is not, so a client retrying on the same connection
+  // gets a fresh lookup as it would from a real receiver.
+  const fcrdnsCache = new Map<string, FcrdnsOutcome>();
+  const sockets = new Set<Socket>();
+  let closing: Promise<void> | undefined;
+  const pendingResolvers = new Set<dnsPromises.Resolver>();
+
+  function createRecord(session: SMTPServerSession): ReceivedSession {
+    const record: ReceivedSession = {
+      id: session.id,
+      clientAddress: stripMapped(session.remoteAddress),
+      ehlo: '',
+      messages: [],
+      rejected: [],
+    };
+    // There is no EHLO hook in smtp-server, so the name is read from the live
+    // session: a client that says EHLO and then nothing else is still recorded.
+    Object.defineProperty(record, 'ehlo', {
+      enumerable: true,
+      get: (): string => {
+        const name: unknown = session.hostNameAppearsAs;
+        return typeof name === 'string' ? name : '';
+      },
+    });
+    sessions.push(record);
+    live.set(session.id, { record, generation });
+    return record;
+  }
+
+  function recordFor(session: SMTPServerSession): ReceivedSession {
+    const entry = live.get(session.id);
+    if (entry && entry.generation === generation) return entry.record;
+    return createRecord(session);
+  }
+
+  function reject(
+    record: ReceivedSession,
+    stage: 'MAIL' | 'RCPT' | 'DATA',
+    code: number,
+    message: string,
+  ): SMTPServerError {
+    record.rejected.push({ stage, code, message });
+    const err: SMTPServerError = new Error(message);
+    err.responseCode = code;
+    return err;
+  }
+
+  async function lookup<T>(run: (resolver: dnsPromises.Resolver) => Promise<T>): Promise<T> {
+    // One resolver per query, so that cancelling a query that overran its deadline
+    // cannot cancel another session's queries.
+    const resolver = new dnsPromises.Resolver({ timeout: dnsTimeoutMs, tries: 1 });
+    resolver.setServers([dnsServer ?? '']);
+    pendingResolvers.add(resolver);
+    // c-ares backs off even with tries: 1 (a PTR query with timeout 500 took about
+    // 1 s), so the deadline is enforced here as well.
+    const timer = setTimeout(() => resolver.cancel(), dnsTimeoutMs);
+    try {
+      return await run(resolver);
+    } finally {
+      clearTimeout(timer);
+      pendingResolvers.delete(resolver);
+    }
+  }
+
+  async function checkFcrdns(ip: string): Promise<FcrdnsOutcome> {
+    const client = canonicalIp(ip);
+    if (!client) return { kind: 'unconfirmed', detail: `not an IP address: ${ip}` };
+
+    let ptrNames: string[];
+    try {
+      // resolvePtr on the arpa name instead of reverse(): reverse() reports every
+      // failure, a timeout included, as ENOTFOUND, which would hide the 451 case.
+      ptrNames = await lookup((r) => r.resolvePtr(arpaName(client)));
+    } catch (err) {
+      const code = errorCode(err);
+      return isDefinitiveNegative(code)
+        ? { kind: 'unconfirmed', detail: `no PTR record (${code})` }
+        : { kind: 'temporary', detail: `PTR lookup failed (${code})` };
+    }
+    if (ptrNames.length === 0) return { kind: 'unconfirmed', detail: 'no PTR record' };
+
+    const results = await Promise.all(
+      ptrNames.map(async (raw) => {
+        const name = normalizeName(raw);
+        // c-ares hands back escaped bytes (\013, \.) and raw spaces; such a name
+        // cannot be a host name, so it confirms nothing.
+        if (!isHostName(name)) return { name, status: 'no' as const };
+        try {
+          const addresses = await lookup((r) =>
+            client.family === 4 ? r.resolve4(name) : r.resolve6(name),
+          );
+          const match = addresses.some((a) => canonicalIp(a)?.key === client.key);
+          return { name, status: match ? ('yes' as const) : ('no' as const) };
+        } catch (err) {
+          return {
+            name,
+            status: isDefinitiveNegative(errorCode(err)) ? ('no' as const) : ('temp' as const),
+          };
+        }
+      }),
+    );
+    const confirmed = results.filter((r) => r.status === 'yes').map((r) => r.name);
+    if (confirmed.length > 0) return { kind: 'confirmed', names: confirmed };
+    if (results.some((r) => r.status === 'temp')) {
+      return { kind: 'temporary', detail: 'forward lookup failed' };
+    }
+    return { kind: 'unconfirmed', detail: `no PTR name resolves back to ${ip}` };
+  }
+
+  async function judge(sessionId: string, ip: string, ehlo: string): Promise<Judgement> {
+    let outcome = fcrdnsCache.get(sessionId);
+    if (!outcome) {
+      outcome = await checkFcrdns(ip);
+      if (outcome.kind !== 'temporary') fcrdnsCache.set(sessionId, outcome);
+    }
+    if (outcome.kind === 'temporary') {
+      return {
+        verdict: { ok: false, reason: `${TEMPFAIL_TEXT}: ${outcome.detail}` },
+        reply: { code: 451, message: TEMPFAIL_TEXT },
+      };
+    }
+    if (outcome.kind === 'unconfirmed') {
+      return {
+        verdict: { ok: false, reason: `${FCRDNS_REJECT_TEXT} (${outcome.detail})` },
+        reply: { code: 550, message: FCRDNS_REJECT_TEXT },
+      };
+    }
+    if (!outcome.names.includes(normalizeName(ehlo))) {
+      const text = `5.7.25 EHLO name ${ehlo} is not the confirmed name of ${ip}`;
+      return {
+        verdict: { ok: false, reason: `${text} (confirmed: ${outcome.names.join(', ')})` },
+        reply: { code: 550, message: text },
+      };
+    }
+    return { verdict: { ok: true, reason: `${ip} is confirmed as ${normalizeName(ehlo)}` } };
+  }
+
+  const serverOptions: SMTPServerOptions = {
+    logger: false,
+    // Tests speak clear text on loopback; STARTTLS would only bring the built-in
+    // certificate and its warning.
+    disabledCommands: ['STARTTLS'],
+    authOptional: !auth,
+    allowInsecureAuth: Boolean(auth),
+    // Strict mode does its own forward-confirmed lookup against the fixture server;
+    // the built-in one would query the system resolver and take only the first PTR.
+    disableReverseLookup: true,
+
+    onConnect(session, callback) {
+      createRecord(session);
+      callback();
+    },
+
+    onAuth(
+      credentials: SMTPServerAuthentication,
+      _session: SMTPServerSession,
+      callback: (err: Error | null | undefined, response?: SMTPServerAuthenticationResponse) => void,
+    ) {
+      const ok =
+        auth !== undefined &&
+        (credentials.method === 'PLAIN' || credentials.method === 'LOGIN') &&
+        credentials.username === auth.user &&
+        credentials.password === auth.pass;
+      if (!ok) {
+        callback(null, { message: 'Error: Authentication credentials invalid', responseCode: 535 });
+        return;
+      }
+      callback(null, { user: auth.user });
+    },
+
+    onMailFrom(_address: SMTPServerAddress, session: SMTPServerSession, callback) {
+      const record = recordFor(session);
+      if (!strict) {
+        callback();
+        return;
+      }
+      judge(session.id, record.clientAddress, record.ehlo).then(
+        ({ verdict, reply }) => {
+          // The lookup may outlive close(); a closed receiver records nothing more.
+          if (closing) {
+            callback(new Error('receiver closed'));
+            return;
+          }
+          record.verdict = verdict;
+          callback(reply ? reject(record, 'MAIL', reply.code, reply.message) : null);
+        },
+        (err: unknown) => {
+          // A bug in the judgement must not look like a DNS verdict.
+          const message = `4.3.0 receiver error: ${err instanceof Error ? err.message : String(err)}`;
+          callback(reject(record, 'MAIL', 451, message));
+        },
+      );
+    },
+
+    onRcptTo(_address: SMTPServerAddress, session: SMTPServerSession, callback) {
+      recordFor(session);
+      callback();
+    },
+
+    onData(stream: SMTPServerDataStream, session: SMTPServerSession, callback) {
+      const record = recordFor(session);
+      const chunks: Buffer[] = [];
+      let size = 0;
+      stream.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (keepData) chunks.push(chunk);
+      });
+      // smtp-server destroys the stream with an error when the client goes away
+      // mid-message; without a listener that error would crash the process.
+      stream.on('error', () => undefined);
+      stream.on('end', () => {
+        const mailFrom = session.envelope.mailFrom;
+        record.messages.push({
+          from: mailFrom ? mailFrom.address : '',
+          to: session.envelope.rcptTo.map((r) => r.address),
+          size,
+          data: keepData ? Buffer.concat(chunks).toString('utf8') : '',
+        });
+        messages += 1;
+        callback(null, 'OK: message queued');
+      });
+    },
+
+    onClose(session: SMTPServerSession) {
+      live.delete(session.id);
+      fcrdnsCache.delete(session.id);
+    },
+  };
+
+  const server = new SMTPServer(serverOptions);
+  server.server.on('connection', (socket: Socket) => {
+    connections += 1;
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    const onError = (err: Error): void => reject(err);
+    server.once('error', onError);
+    server.listen(options.port ?? 0, host, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+  // After start-up the only errors are those of single client sockets (a reset, a
+  // socket destroyed by close()); they must not crash the test process.
+  server.on('error', () => undefined);
+
+  const address = server.server.address() as AddressInfo;
+  const port = address.port;
+
+  return {
+    host,
+    port,
+    get sessions(): readonly ReceivedSession[] {
+      return sessions;
+    },
+    get connections(): number {
+      return connections;
+    },
+    get messages(): number {
+      return messages;
+    },
+    reset(): void {
+      sessions = [];
+      connections = 0;
+      messages = 0;
+      generation += 1;
+    },
+    close(): Promise<void> {
+      closing ??= new Promise<void>((resolve) => {
+        for (const resolver of pendingResolvers) resolver.cancel();
+        // smtp-server's close() waits up to closeTimeout for clients to QUIT; a test
+        // wants the port and the event loop back now.
+        for (const socket of sockets) socket.destroy();
+        server.close(() => resolve());
+      });
+      return closing;
+    },
+  };
+}
+
+/** Resolves once predicate() is true; polls every 10 ms. */
+export function waitFor(predicate: () => boolean, timeoutMs = 2000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  return new Promise<void>((resolve, reject) => {
+    const poll = (): void => {
+      let done: boolean;
+      try {
+        done = predicate();
+      } catch (err) {
+        reject(err instanceof Error ? err : new Error(String(err)));
+        return;
+      }
+      if (done) {
+        resolve();
+      } else if (Date.now() >= deadline) {
+        reject(new Error(`waitFor: condition still false after ${timeoutMs} ms`));
+      } else {
+        setTimeout(poll, 10);
+      }
+    };
+    poll();
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Addresses and names
+
+interface CanonicalIp {
+  family: 4 | 6;
+  /** Comparable form: dotted quad, or 32 lower-case hex digits. */
+  key: string;
+  bytes: number[];
+}
+
+/** IPv4-mapped IPv6 (::ffff:a.b.c.d in any spelling) comes back as IPv4. */
+export function canonicalIp(input: string): CanonicalIp | null {
+  const ip = input.trim();
+  if (isIPv4(ip)) {
+    const bytes = ip.split('.').map(Number);
+    return { family: 4, key: bytes.join('.'), bytes };
+  }
+  if (!isIPv6(ip)) return null;
+  const bytes = ipv6Bytes(ip.replace(/%.*$/, ''));
+  if (!bytes) return null;
+  const mapped = bytes.slice(0, 10).every((b) => b === 0) && bytes[10] === 0xff && bytes[11] === 0xff;
+  if (mapped) {
+    const v4 = bytes.slice(12);
+    return { family: 4, key: v4.join('.'), bytes: v4 };
+  }
+  return { family: 6, key: bytes.map((b) => b.toString(16).padStart(2, '0')).join(''), bytes };
+}
+
+function ipv6Bytes(ip: string): number[] | null {
+  let text = ip;
+  const lastColon = text.lastIndexOf(':');
+  const last = text.slice(lastColon + 1);
+  // Rewrite an embedded dotted quad (::ffff:1.2.3.4) as the two groups it stands for.
+  if (isIPv4(last)) {
+    const [a = 0, b = 0, c = 0, d = 0] = last.split('.').map(Number);
+    text = `${text.slice(0, lastColon + 1)}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
+  }
+  const halves = text.split('::');
+  if (halves.length > 2) return null;
+  const parse = (part: string | undefined): number[] =>
+    part ? part.split(':').filter((g) => g !== '').map((g) => parseInt(g, 16)) : [];
+  const head = parse(halves[0]);
+  const rest = halves.length === 2 ? parse(halves[1]) : [];
+  const explicit = head.length + rest.length;
+  const fill = halves.length === 2 ? 8 - explicit : 0;
+  if (fill < 0 || (halves.length === 1 && explicit !== 8)) return null;
+  const groups = [...head, ...new Array<number>(fill).fill(0), ...rest];
+  if (groups.length !== 8 || groups.some((g) => !Number.isInteger(g) || g < 0 || g > 0xffff)) return null;
+  return groups.flatMap((g) => [g >> 8, g & 0xff]);
+}
+
+function arpaName(ip: CanonicalIp): string {
+  if (ip.family === 4) return `${[...ip.bytes].reverse().join('.')}.in-addr.arpa`;
+  const nibbles = ip.bytes.flatMap((b) => [(b >> 4).toString(16), (b & 0xf).toString(16)]);
+  return `${nibbles.reverse().join('.')}.ip6.arpa`;
+}
+
+function stripMapped(address: string): string {
+  return address.replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/i, '');
+}
+
+function normalizeName(name: string): string {
+  return name.toLowerCase().replace(/\.$/, '');
+}
+
+function isHostName(name: string): boolean {
+  if (name.length === 0 || name.length > 253) return false;
+  return name.split('.').every((label) => /^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$/.test(label));
+}
+
+function isLoopback(host: string): boolean {
+  const ip = canonicalIp(host);
+  if (!ip) return false;
+  if (ip.family === 4) return ip.bytes[0] === 127;
+  return ip.key === '00000000000000000000000000000001';
+}
+
+function errorCode(err: unknown): string {
+  if (typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'string') {
+    return err.code;
+  }
+  return 'EUNKNOWN';
+}
+
+/** NXDOMAIN and NODATA say "there is no such record"; anything else may heal. */
+function isDefinitiveNegative(code: string): boolean {
+  return code === 'ENOTFOUND' || code === 'ENODATA';
+}

@@ -1,0 +1,257 @@
+/**
+ * The facade: Nodemailer's SMTP transport, with the edge identity confirmed
+ * before any connection to the destination and the confirmed name forced into
+ * EHLO. Nodemailer keeps doing SMTP; mailedge owns the route, the socket and
+ * the name, handing them over through Nodemailer's getSocket hook, which runs
+ * once per connection (pooled or not) before the greeting.
+ */
+import { EventEmitter } from 'node:events';
+import { connect, isIPv6, type Socket } from 'node:net';
+import nodemailer from 'nodemailer';
+import type { SMTPSentMessageInfo, SendMailOptions, Transporter, PluginFunction } from 'nodemailer';
+import { EdgeRefusedError, MailedgeError, SendFailedError, type WarningCode } from './errors.js';
+import { firstFailure, type CheckResult, type PreflightReport } from './checks/types.js';
+import { EdgeVerifier, type Identity } from './identity.js';
+import { resolveEdgeOptions, usableRequestedName, type MailedgeOptions, type ResolvedEdgeOptions } from './options.js';
+import { secretRedactor } from './redact.js';
+
+export interface EdgeInfo {
+  /** The edge address receivers see. */
+  address: string;
+  /** The name sent in EHLO. */
+  name: string;
+  /** False only in warn mode, when the check failed and the message went out anyway. */
+  verified: boolean;
+}
+
+export type MailedgeSentMessageInfo = SMTPSentMessageInfo & { edge: EdgeInfo };
+
+export interface MailedgeWarning {
+  code: WarningCode;
+  message: string;
+  check: CheckResult | null;
+  report: PreflightReport;
+}
+
+export type SendCallback = (err: Error | null, info?: MailedgeSentMessageInfo) => void;
+
+interface Decision {
+  name: string;
+  verified: boolean;
+}
+
+const DEFAULT_CONNECTION_TIMEOUT = 2 * 60 * 1000;
+
+export class MailedgeTransport extends EventEmitter {
+  readonly edgeOptions: ResolvedEdgeOptions;
+  private readonly verifier: EdgeVerifier;
+  private readonly mailer: Transporter<SMTPSentMessageInfo>;
+  private readonly redact: (text: string) => string;
+  private readonly connectionTimeout: number;
+  private warnedFor: PreflightReport | undefined;
+
+  constructor(options: MailedgeOptions, defaults?: SendMailOptions) {
+    super();
+    // Nodemailer's default host; named here so the route check sees the same destination.
+    this.edgeOptions = resolveEdgeOptions({ ...options, host: options.host ?? 'localhost' });
+    this.verifier = new EdgeVerifier(this.edgeOptions);
+    this.redact = secretRedactor(options.auth);
+    this.connectionTimeout = options.connectionTimeout ?? DEFAULT_CONNECTION_TIMEOUT;
+    const { edge: _edge, ...smtpOptions } = options;
+    this.mailer = nodemailer.createTransport(
+      {
+        ...smtpOptions,
+        host: options.host ?? 'localhost',
+        port: this.edgeOptions.port,
+        getSocket: (socketOptions, callback) => this.getSocket(callback),
+      },
+      defaults,
+    );
+    for (const event of ['idle', 'clear', 'token', 'log', 'error']) {
+      this.mailer.on(event, (...args: unknown[]) => this.emit(event, ...args));
+    }
+  }
+
+  /** The structured report for this transport's destination, without sending anything. */
+  async preflight(): Promise<PreflightReport> {
+    return (await this.verifier.identity()).report;
+  }
+
+  sendMail(mail: SendMailOptions): Promise<MailedgeSentMessageInfo>;
+  sendMail(mail: SendMailOptions, callback: SendCallback): void;
+  sendMail(mail: SendMailOptions, callback?: SendCallback): Promise<MailedgeSentMessageInfo> | void {
+    const sending = this.send(mail);
+    if (!callback) return sending;
+    sending.then(
+      (info) => callback(null, info),
+      (err: Error) => callback(err),
+    );
+  }
+
+  /** Runs the edge check, then Nodemailer's verify (connect, EHLO with the confirmed name, auth). */
+  verify(): Promise<true>;
+  verify(callback: (err: Error | null, success?: true) => void): void;
+  verify(callback?: (err: Error | null, success?: true) => void): Promise<true> | void {
+    const verifying = (async (): Promise<true> => {
+      const identity = await this.verifier.identity();
+      this.decide(identity, undefined);
+      try {
+        return await this.mailer.verify();
+      } catch (err) {
+        throw this.wrapFailure(err, undefined);
+      }
+    })();
+    if (!callback) return verifying;
+    verifying.then(
+      (ok) => callback(null, ok),
+      (err: Error) => callback(err),
+    );
+  }
+
+  use(step: 'compile' | 'stream', plugin: PluginFunction<SMTPSentMessageInfo>): this {
+    this.mailer.use(step, plugin);
+    return this;
+  }
+
+  isIdle(): boolean {
+    return this.mailer.isIdle();
+  }
+
+  close(): void {
+    this.mailer.close();
+  }
+
+  private async send(mail: SendMailOptions): Promise<MailedgeSentMessageInfo> {
+    const identity = this.verifier.current() ?? (await this.verifier.identity());
+    const decision = this.decide(identity, mail);
+    let info: SMTPSentMessageInfo;
+    try {
+      info = await this.mailer.sendMail(mail);
+    } catch (err) {
+      throw this.wrapFailure(err, mail);
+    }
+    return Object.assign(info, {
+      edge: { address: identity.edge?.address ?? '', name: decision.name, verified: decision.verified },
+    });
+  }
+
+  /** The EHLO name to use, or the refusal to throw. */
+  private decide(identity: Identity, mail: SendMailOptions | undefined): Decision {
+    const { report } = identity;
+    if (report.ok && report.name) {
+      this.warnOnce(identity);
+      return { name: report.name, verified: true };
+    }
+    const failed = firstFailure(report.checks) ?? report.checks[report.checks.length - 1];
+    const cannotConnect = identity.addresses.length === 0 || identity.edge === null;
+    if (this.edgeOptions.mode === 'enforce' || cannotConnect || !failed) {
+      throw new EdgeRefusedError(report, failed ?? missingCheck(), { mail });
+    }
+    const edgeAddress = identity.edge?.address ?? '';
+    // RFC 5321 section 4.1.3: with no confirmed name, the honest EHLO is the address literal.
+    const literal = isIPv6(edgeAddress) ? `[IPv6:${edgeAddress}]` : `[${edgeAddress}]`;
+    const name = usableRequestedName(this.edgeOptions.requestedName) ?? literal;
+    this.warn({
+      code: 'UNVERIFIED_SEND',
+      message: `mailedge: sending despite ${failed.id} ${failed.status} (${failed.code}): ${failed.actual}; EHLO ${name}`,
+      check: failed,
+      report,
+    });
+    return { name, verified: false };
+  }
+
+  private warnOnce(identity: Identity): void {
+    if (this.warnedFor === identity.report) return;
+    this.warnedFor = identity.report;
+    for (const check of identity.report.checks) {
+      if (check.status === 'warn' && check.code) {
+        this.warn({ code: check.code as WarningCode, message: `mailedge: ${check.id}: ${check.actual}`, check, report: identity.report });
+      }
+    }
+  }
+
+  private warn(warning: MailedgeWarning): void {
+    const logger = (this.mailer as unknown as { options?: { logger?: unknown } }).options?.logger ?? undefined;
+    const text = this.redact(warning.message);
+    if (typeof logger === 'object' && logger !== null && typeof (logger as { warn?: unknown }).warn === 'function') {
+      (logger as { warn: (meta: object, message: string) => void }).warn({ tnx: 'mailedge', code: warning.code }, text);
+    } else if (logger === true) {
+      console.warn(text);
+    }
+    this.emit('warning', { ...warning, message: text });
+  }
+
+  private wrapFailure(err: unknown, mail: SendMailOptions | undefined): MailedgeError {
+    if (err instanceof MailedgeError) {
+      err.mail = mail;
+      return err;
+    }
+    return new SendFailedError(err, mail, this.redact);
+  }
+
+  /** Nodemailer's per-connection hook: verify (usually from cache), bind, connect, name. */
+  private getSocket(callback: (err: Error | null, socketOptions?: { connection: Socket; name: string }) => void): void {
+    const startedAt = Date.now();
+    this.verifier
+      .identity()
+      .then(async (identity) => {
+        const decision = this.decide(identity, undefined);
+        const socket = await this.connect(identity.addresses, startedAt);
+        callback(null, { connection: socket, name: decision.name });
+      })
+      .catch((err: Error) => callback(err));
+  }
+
+  /** Connects to the checked route addresses in turn, from the configured local address. */
+  private async connect(addresses: readonly string[], startedAt: number): Promise<Socket> {
+    let lastError: Error = new Error('no address to connect to');
+    for (const address of addresses) {
+      const remaining = this.connectionTimeout - (Date.now() - startedAt);
+      if (remaining <= 0) break;
+      try {
+        return await openSocket(address, this.edgeOptions.port, this.edgeOptions.localAddress, remaining);
+      } catch (err) {
+        lastError = err as Error;
+      }
+    }
+    throw Object.assign(lastError, { code: (lastError as NodeJS.ErrnoException).code ?? 'ECONNECTION' });
+  }
+}
+
+function openSocket(host: string, port: number, localAddress: string | undefined, timeout: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host, port, ...(localAddress ? { localAddress } : {}) });
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(Object.assign(new Error(`Connection timeout to ${host}:${port}`), { code: 'ETIMEDOUT' }));
+    }, timeout);
+    const onError = (err: Error): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      reject(err);
+    };
+    socket.once('error', onError);
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      socket.removeListener('error', onError);
+      resolve(socket);
+    });
+  });
+}
+
+function missingCheck(): CheckResult {
+  return {
+    id: 'edge-address',
+    status: 'fail',
+    expected: 'a confirmed identity',
+    actual: 'no check produced a verdict',
+    code: 'EDGE_UNKNOWN',
+    hint: null,
+    evidence: [],
+  };
+}
+
+/** Drop-in for nodemailer.createTransport (SMTP): same options, plus `edge`. */
+export function createTransport(options: MailedgeOptions, defaults?: SendMailOptions): MailedgeTransport {
+  return new MailedgeTransport(options, defaults);
+}
