@@ -136,10 +136,10 @@ export class MailedgeTransport extends EventEmitter {
   }
 
   /** The EHLO name to use, or the refusal to throw. */
-  private decide(identity: Identity, mail: SendMailOptions | undefined): Decision {
+  private decide(identity: Identity, mail: SendMailOptions | undefined, announce = true): Decision {
     const { report } = identity;
     if (report.ok && report.name) {
-      this.warnOnce(identity);
+      if (announce) this.warnOnce(identity);
       return { name: report.name, verified: true };
     }
     const failed = firstFailure(report.checks) ?? report.checks[report.checks.length - 1];
@@ -151,7 +151,7 @@ export class MailedgeTransport extends EventEmitter {
     // RFC 5321 section 4.1.3: with no confirmed name, the honest EHLO is the address literal.
     const literal = isIPv6(edgeAddress) ? `[IPv6:${edgeAddress}]` : `[${edgeAddress}]`;
     const name = usableRequestedName(this.edgeOptions.requestedName) ?? literal;
-    this.warn({
+    if (announce) this.warn({
       code: 'UNVERIFIED_SEND',
       message: `mailedge: sending despite ${failed.id} ${failed.status} (${failed.code}): ${failed.actual}; EHLO ${name}`,
       check: failed,
@@ -195,7 +195,8 @@ export class MailedgeTransport extends EventEmitter {
     this.verifier
       .identity()
       .then(async (identity) => {
-        const decision = this.decide(identity, undefined);
+        // The send that opened this connection has already announced any warning.
+        const decision = this.decide(identity, undefined, false);
         const socket = await this.connect(identity.addresses, startedAt);
         callback(null, { connection: socket, name: decision.name });
       })

@@ -734,3 +734,23 @@ describe('robustness', () => {
     }
   });
 });
+
+describe('the shipped world zone', () => {
+  it('parses and serves fixtures/zones/world.zone', async () => {
+    const { WORLD_ZONE_FILE } = await import('../src/testing/fixtures.js');
+    const server = await start({ zoneFiles: [WORLD_ZONE_FILE] });
+    const resolver = resolverFor(server);
+    expect(await resolver.resolvePtr('5.0.0.127.in-addr.arpa')).toEqual(['mail.multi.test', 'old.multi.test']);
+    expect(await resolver.resolve4('relay-alias.test')).toEqual(['127.0.0.100']);
+    const crlf = await udpQuery(server, '8.0.0.127.in-addr.arpa', RecordType.PTR);
+    expect(crlf.message.answers).toMatchObject([{ target: 'mail\\013\\010rset.good.test' }]);
+    const evil = await udpQuery(server, '11.0.0.127.in-addr.arpa', RecordType.PTR);
+    expect(evil.message.answers).toMatchObject([{ target: 'evil\\.mail\\032x.good.test' }]);
+    expect(evil.raw.includes(Buffer.from('\x0bevil.mail x\x04good\x04test\x00', 'latin1'))).toBe(true);
+    const v6 = await udpQuery(server, '1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa', RecordType.PTR);
+    expect(v6.message.answers).toMatchObject([{ target: 'v6.good.test' }]);
+    const none = await udpQuery(server, '4.0.0.127.in-addr.arpa', RecordType.PTR);
+    expect(none.message.rcode).toBe(Rcode.NXDOMAIN);
+    expect(none.message.authorities).toMatchObject([{ name: '127.in-addr.arpa', type: 'SOA', ttl: 60 }]);
+  });
+});

@@ -191,10 +191,10 @@ function faultApplies(fault: DnsFault | undefined, qtype: number): fault is DnsF
 
 function isLoopback(host: string): boolean {
   if (isIPv4(host)) return host.startsWith('127.');
-  return isIPv6(host) && keyOfIPv6(host) === '::1';
+  return isIPv6(host) && canonicalIPv6(host) === '::1';
 }
 
-function keyOfIPv6(host: string): string {
+function canonicalIPv6(host: string): string {
   return new URL(`http://[${host}]`).hostname.slice(1, -1);
 }
 

@@ -1,0 +1,64 @@
+/**
+ * The test world every end-to-end test shares: the fixture DNS server serving
+ * fixtures/zones/world.zone and receivers on loopback. Each test file starts
+ * its own world and tears it down.
+ */
+import { startDnsServer, type FixtureDnsServer } from '../../src/testing/dns-server.js';
+import { startReceiver, type Receiver, type ReceiverOptions } from '../../src/testing/receiver.js';
+import { WORLD_ZONE_FILE } from '../../src/testing/fixtures.js';
+import { createTransport, type MailedgeTransport } from '../../src/transport.js';
+import type { MailedgeOptions } from '../../src/options.js';
+
+export interface World {
+  dns: FixtureDnsServer;
+  /** Strict, Gmail-like receiver on 127.0.0.100 (smtp.relay.test). */
+  strict: Receiver;
+  /** Accept-everything receiver on 127.0.0.101. */
+  plain: Receiver;
+  /** Receivers started by tests, closed at teardown. */
+  extra: Receiver[];
+  transports: MailedgeTransport[];
+  transport(options: MailedgeOptions): MailedgeTransport;
+  receiver(options: ReceiverOptions): Promise<Receiver>;
+  close(): Promise<void>;
+}
+
+export async function startWorld(): Promise<World> {
+  const dns = await startDnsServer({ zoneFiles: [WORLD_ZONE_FILE] });
+  const strict = await startReceiver({ host: '127.0.0.100', strict: true, dnsServer: dns.server });
+  const plain = await startReceiver({ host: '127.0.0.101' });
+  const world: World = {
+    dns,
+    strict,
+    plain,
+    extra: [],
+    transports: [],
+    transport(options) {
+      const transport = createTransport({
+        ignoreTLS: true,
+        ...options,
+        edge: { ...options.edge, dns: { servers: [dns.server], timeout: 2000, ...options.edge?.dns } },
+      });
+      world.transports.push(transport);
+      return transport;
+    },
+    async receiver(options) {
+      const receiver = await startReceiver(options);
+      world.extra.push(receiver);
+      return receiver;
+    },
+    async close() {
+      for (const transport of world.transports) transport.close();
+      await Promise.all([strict.close(), plain.close(), ...world.extra.map((r) => r.close())]);
+      await dns.close();
+    },
+  };
+  return world;
+}
+
+export const MESSAGE = {
+  from: 'app@sender.test',
+  to: 'someone@example.test',
+  subject: 'hello',
+  text: 'body text',
+} as const;
