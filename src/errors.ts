@@ -79,6 +79,10 @@ export const WARNING_CODES = {
     meaning: 'The `name` option differed from the confirmed name; mailedge used the confirmed name in EHLO.',
     fix: 'Drop the `name` option, or set it to the confirmed name.',
   },
+  IDENTITY_STALE: {
+    meaning: 'Re-verification failed only temporarily; the last confirmed identity is used until edge.dns.staleFor runs out.',
+    fix: 'Check that the resolvers in edge.dns.servers are reachable; nothing to change in DNS.',
+  },
   UNVERIFIED_SEND: {
     meaning: 'edge.mode is "warn" and the check failed; the message was sent with an address-literal EHLO.',
     fix: 'Fix the failed check, then switch back to enforce.',

@@ -39,6 +39,8 @@ export function createResolver(options: ResolvedEdgeOptions): Resolver {
 export class EdgeVerifier {
   private cached: Identity | undefined;
   private inflight: Promise<Identity> | undefined;
+  /** The last identity that passed, kept to serve stale through a DNS outage (RFC 8767 spirit). */
+  private confirmed: Identity | undefined;
 
   constructor(
     private readonly options: ResolvedEdgeOptions,
@@ -51,24 +53,59 @@ export class EdgeVerifier {
     return cached && cached.report.expiresAt > this.options.clock.now() ? cached : undefined;
   }
 
-  /** The identity, verified now or reused from cache. Never rejects. */
+  /**
+   * The identity, verified now or reused from cache. Never rejects. While a
+   * stale identity is being served, callers get it at once and the retry runs
+   * in the background: a DNS outage must not add a timeout to every send.
+   */
   identity(): Promise<Identity> {
     const cached = this.current();
     if (cached) return Promise.resolve(cached);
-    if (this.inflight) return this.inflight;
-    const running = this.verify().then((identity) => {
-      this.inflight = undefined;
-      this.cached = identity;
-      return identity;
-    });
-    this.inflight = running;
-    return running;
+    if (this.cached?.report.stale && this.options.clock.now() < this.staleUntil()) {
+      void this.refresh();
+      return Promise.resolve(this.cached);
+    }
+    return this.refresh();
   }
 
   /** Forget the cached verdict and DNS answers: the next call asks DNS again. */
   forget(): void {
     this.cached = undefined;
+    this.confirmed = undefined;
     this.resolver.clear();
+  }
+
+  private staleUntil(): number {
+    return this.confirmed ? this.confirmed.report.expiresAt + this.options.staleFor * 1000 : 0;
+  }
+
+  private refresh(): Promise<Identity> {
+    if (this.inflight) return this.inflight;
+    const running = this.verify().then((fresh) => {
+      this.inflight = undefined;
+      this.cached = this.settle(fresh);
+      return this.cached;
+    });
+    this.inflight = running;
+    return running;
+  }
+
+  /** Decides what a fresh verdict means for the identity in use. */
+  private settle(fresh: Identity): Identity {
+    const now = this.options.clock.now();
+    const temporaryOnly = !fresh.report.ok && !fresh.report.checks.some((c) => c.status === 'fail');
+    const confirmed = this.confirmed;
+    if (temporaryOnly && confirmed && now < this.staleUntil()) {
+      // Retry no sooner than minTtl, and never serve past the stale window.
+      const retryAt = Math.min(now + this.options.minTtl * 1000, this.staleUntil());
+      return {
+        ...confirmed,
+        report: { ...confirmed.report, stale: true, expiresAt: retryAt, staleReason: failureSummary(fresh) },
+      };
+    }
+    // A pass renews the identity; a permanent failure ends it at once.
+    this.confirmed = fresh.report.ok ? fresh : temporaryOnly ? this.confirmed : undefined;
+    return fresh;
   }
 
   private async verify(): Promise<Identity> {
@@ -221,4 +258,11 @@ export class EdgeVerifier {
       edge,
     };
   }
+}
+
+function failureSummary(identity: Identity): string {
+  return identity.report.checks
+    .filter((c) => c.status === 'temperror')
+    .map((c) => `${c.id}: ${c.actual}`)
+    .join('; ');
 }

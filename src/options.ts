@@ -24,6 +24,12 @@ export interface EdgeDnsOptions {
   maxTtl?: number;
   /** Seconds: negative answers (NXDOMAIN, no data) live at most this long. Default 3600. */
   maxNegativeTtl?: number;
+  /**
+   * Seconds a confirmed identity may still be used after its TTL when
+   * re-verification fails only temporarily (timeout, SERVFAIL, REFUSED,
+   * unreachable). Default 3600; 0 disables serving stale.
+   */
+  staleFor?: number;
 }
 
 export interface EdgeOptions {
@@ -54,6 +60,7 @@ export interface ResolvedEdgeOptions {
   minTtl: number;
   maxTtl: number;
   maxNegativeTtl: number;
+  staleFor: number;
   maxPtrNames: number;
   clock: Clock;
   /** Undefined only for a preflight of the edge alone (no destination given). */
@@ -67,6 +74,7 @@ export const DEFAULTS = {
   mode: 'enforce' as EdgeMode,
   timeout: 5_000,
   maxPtrNames: 10,
+  staleFor: 3_600,
   ...DEFAULT_TTL_BOUNDS,
 };
 
@@ -91,7 +99,7 @@ function ipAddress(value: unknown, option: string): string | undefined {
 }
 
 const EDGE_KEYS = new Set(['publicAddress', 'mode', 'dns', 'maxPtrNames', 'clock']);
-const DNS_KEYS = new Set(['servers', 'timeout', 'minTtl', 'maxTtl', 'maxNegativeTtl']);
+const DNS_KEYS = new Set(['servers', 'timeout', 'minTtl', 'maxTtl', 'maxNegativeTtl', 'staleFor']);
 
 export function resolveEdgeOptions(options: MailedgeOptions): ResolvedEdgeOptions {
   if (!isRecord(options)) throw new InvalidOptionError('options', 'expected an object of SMTP options');
@@ -132,6 +140,7 @@ export function resolveEdgeOptions(options: MailedgeOptions): ResolvedEdgeOption
   const minTtl = positiveNumber(dns.minTtl, 'edge.dns.minTtl') ?? DEFAULTS.minTtl;
   const maxTtl = positiveNumber(dns.maxTtl, 'edge.dns.maxTtl') ?? DEFAULTS.maxTtl;
   const maxNegativeTtl = positiveNumber(dns.maxNegativeTtl, 'edge.dns.maxNegativeTtl') ?? DEFAULTS.maxNegativeTtl;
+  const staleFor = dns.staleFor === 0 ? 0 : (positiveNumber(dns.staleFor, 'edge.dns.staleFor') ?? DEFAULTS.staleFor);
   if (minTtl > maxTtl) throw new InvalidOptionError('edge.dns.minTtl', `is larger than edge.dns.maxTtl (${minTtl} > ${maxTtl})`);
   const maxPtrNames = positiveNumber(edge.maxPtrNames, 'edge.maxPtrNames') ?? DEFAULTS.maxPtrNames;
   if (!Number.isInteger(maxPtrNames)) throw new InvalidOptionError('edge.maxPtrNames', 'expected a whole number');
@@ -178,6 +187,7 @@ export function resolveEdgeOptions(options: MailedgeOptions): ResolvedEdgeOption
     minTtl,
     maxTtl,
     maxNegativeTtl,
+    staleFor,
     maxPtrNames,
     clock: clock as unknown as Clock,
     host: options.host,

@@ -22,6 +22,8 @@ export interface EdgeInfo {
   name: string;
   /** False only in warn mode, when the check failed and the message went out anyway. */
   verified: boolean;
+  /** True when the identity is served stale through a temporary DNS failure (see edge.dns.staleFor). */
+  stale: boolean;
 }
 
 export type MailedgeSentMessageInfo = SMTPSentMessageInfo & { edge: EdgeInfo };
@@ -131,7 +133,7 @@ export class MailedgeTransport extends EventEmitter {
       throw this.wrapFailure(err, mail);
     }
     return Object.assign(info, {
-      edge: { address: identity.edge?.address ?? '', name: decision.name, verified: decision.verified },
+      edge: { address: identity.edge?.address ?? '', name: decision.name, verified: decision.verified, stale: identity.report.stale },
     });
   }
 
@@ -163,6 +165,15 @@ export class MailedgeTransport extends EventEmitter {
   private warnOnce(identity: Identity): void {
     if (this.warnedFor === identity.report) return;
     this.warnedFor = identity.report;
+    if (identity.report.stale) {
+      this.warn({
+        code: 'IDENTITY_STALE',
+        message: `mailedge: using ${identity.report.name} past its TTL: ${identity.report.staleReason ?? 're-verification failed temporarily'}`,
+        check: null,
+        report: identity.report,
+      });
+      return;
+    }
     for (const check of identity.report.checks) {
       if (check.status === 'warn' && check.code) {
         this.warn({ code: check.code as WarningCode, message: `mailedge: ${check.id}: ${check.actual}`, check, report: identity.report });

@@ -37,7 +37,7 @@ async function refusal(promise: Promise<unknown>): Promise<EdgeRefusedError> {
 describe('a well-configured host', () => {
   it('sends with the confirmed name in EHLO, and the strict receiver accepts it', async () => {
     const info = await viaStrict('127.0.0.2').sendMail({ ...MESSAGE });
-    expect(info.edge).toEqual({ address: '127.0.0.2', name: 'mail.good.test', verified: true });
+    expect(info.edge).toEqual({ address: '127.0.0.2', name: 'mail.good.test', verified: true, stale: false });
     expect(info.accepted).toEqual(['someone@example.test']);
     const session = world.strict.sessions.find((s) => s.messages.length > 0);
     expect(session?.clientAddress).toBe('127.0.0.2');
@@ -84,14 +84,14 @@ describe('a well-configured host', () => {
   it('finds the kernel source address when nothing is bound', async () => {
     const local = await world.receiver({ host: '127.0.0.1', strict: true, dnsServer: world.dns.server });
     const info = await world.transport({ host: '127.0.0.1', port: local.port }).sendMail({ ...MESSAGE });
-    expect(info.edge).toEqual({ address: '127.0.0.1', name: 'kernel.good.test', verified: true });
+    expect(info.edge).toEqual({ address: '127.0.0.1', name: 'kernel.good.test', verified: true, stale: false });
     expect(local.sessions.at(-1)?.ehlo).toBe('kernel.good.test');
   });
 
   it('confirms an IPv6 edge with its AAAA record', async () => {
     const v6 = await world.receiver({ host: '::1', strict: true, dnsServer: world.dns.server });
     const info = await world.transport({ host: '::1', port: v6.port, localAddress: '::1' }).sendMail({ ...MESSAGE });
-    expect(info.edge).toEqual({ address: '::1', name: 'v6.good.test', verified: true });
+    expect(info.edge).toEqual({ address: '::1', name: 'v6.good.test', verified: true, stale: false });
     expect(v6.sessions.at(-1)?.ehlo).toBe('v6.good.test');
   });
 
@@ -225,7 +225,7 @@ describe('NAT and warn mode', () => {
       edge: { publicAddress: '127.0.0.2' },
     });
     const info = await transport.sendMail({ ...MESSAGE });
-    expect(info.edge).toEqual({ address: '127.0.0.2', name: 'mail.good.test', verified: true });
+    expect(info.edge).toEqual({ address: '127.0.0.2', name: 'mail.good.test', verified: true, stale: false });
     const session = world.plain.sessions.at(-1);
     expect(session?.clientAddress).toBe('127.0.0.10');
     expect(session?.ehlo).toBe('mail.good.test');
@@ -241,7 +241,7 @@ describe('NAT and warn mode', () => {
     const warnings: MailedgeWarning[] = [];
     transport.on('warning', (w: MailedgeWarning) => warnings.push(w));
     const info = await transport.sendMail({ ...MESSAGE });
-    expect(info.edge).toEqual({ address: '127.0.0.3', name: '[127.0.0.3]', verified: false });
+    expect(info.edge).toEqual({ address: '127.0.0.3', name: '[127.0.0.3]', verified: false, stale: false });
     expect(world.plain.sessions.at(-1)?.ehlo).toBe('[127.0.0.3]');
     expect(warnings.map((w) => w.code)).toEqual(['UNVERIFIED_SEND']);
     expect(warnings[0]?.check?.code).toBe('FCRDNS_MISMATCH');

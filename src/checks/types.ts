@@ -52,6 +52,8 @@ export interface PreflightReport {
   expiresAt: number;
   /** True when served past its TTL because re-verification failed only temporarily. */
   stale: boolean;
+  /** When stale: what the failed re-verification said. */
+  staleReason?: string;
 }
 
 export function worstStatus(checks: readonly CheckResult[]): CheckStatus {
