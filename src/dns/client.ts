@@ -111,9 +111,10 @@ export class DnsClient {
       // A connected socket only accepts datagrams from the server, and turns
       // ICMP port-unreachable into ECONNREFUSED instead of a silent timeout.
       socket.on('message', (buf) => {
-        const message = parseResponse(buf, id, name, type);
         // Anything that is not the answer to this exact question is ignored, not trusted.
-        if (message) finish({ kind: 'message', message });
+        const parsed = parseResponse(buf, id, name, type);
+        if (parsed.kind === 'ok') finish({ kind: 'message', message: parsed.message });
+        else if (parsed.kind === 'malformed') finish({ kind: 'failed', reason: 'malformed', detail: parsed.detail });
       });
       socket.connect(server.port, server.address, () => {
         if (done) return;
@@ -164,9 +165,10 @@ export class DnsClient {
         while (buffered.length >= 2) {
           const size = buffered.readUInt16BE(0);
           if (buffered.length < 2 + size) return;
-          const message = parseResponse(buffered.subarray(2, 2 + size), id, name, type);
+          const parsed = parseResponse(buffered.subarray(2, 2 + size), id, name, type);
           buffered = buffered.subarray(2 + size);
-          if (message) return finish({ kind: 'message', message });
+          if (parsed.kind === 'ok') return finish({ kind: 'message', message: parsed.message });
+          if (parsed.kind === 'malformed') return finish({ kind: 'failed', reason: 'malformed', detail: `tcp: ${parsed.detail}` });
         }
       });
       socket.on('end', () => finish({ kind: 'failed', reason: 'malformed', detail: 'tcp: connection closed before an answer' }));
@@ -179,18 +181,25 @@ function rcodeText(rcode: number): string {
   return names[rcode] ?? `RCODE ${rcode}`;
 }
 
-/** The decoded answer if it answers exactly our question, else null. */
-function parseResponse(buf: Buffer, id: number, name: string, type: number): DnsMessage | null {
+type Parsed = { kind: 'ok'; message: DnsMessage } | { kind: 'ignore' } | { kind: 'malformed'; detail: string };
+
+/**
+ * The decoded answer if it answers exactly our question. A packet that is not
+ * ours is ignored; one that carries our id but cannot be decoded is reported
+ * as malformed, so a broken server gives a verdict instead of a timeout.
+ */
+function parseResponse(buf: Buffer, id: number, name: string, type: number): Parsed {
+  if (buf.length < 2 || buf.readUInt16BE(0) !== id) return { kind: 'ignore' };
   let message: DnsMessage;
   try {
     message = decodeMessage(buf);
-  } catch {
-    return null;
+  } catch (err) {
+    return { kind: 'malformed', detail: `malformed answer (${(err as Error).message})` };
   }
-  if (!message.response || message.id !== id) return null;
+  if (!message.response) return { kind: 'ignore' };
   const question = message.questions[0];
-  if (!question) return message.rcode !== Rcode.NOERROR ? message : null;
-  if (message.questions.length !== 1) return null;
-  if (question.type !== type || question.class !== 1 || nameKey(question.name) !== nameKey(name)) return null;
-  return message;
+  if (!question) return message.rcode !== Rcode.NOERROR ? { kind: 'ok', message } : { kind: 'ignore' };
+  if (message.questions.length !== 1) return { kind: 'ignore' };
+  if (question.type !== type || question.class !== 1 || nameKey(question.name) !== nameKey(name)) return { kind: 'ignore' };
+  return { kind: 'ok', message };
 }

@@ -32,6 +32,13 @@ export interface DnsFault {
   rcode?: 'SERVFAIL' | 'REFUSED' | 'NXDOMAIN';
   /** Over UDP always answer with TC=1 and no records (forces TCP); TCP is served normally. */
   truncate?: boolean;
+  /** Serve exactly these records as the answer (NOERROR), whatever the zone says: hostile or broken servers. */
+  answers?: ResourceRecord[];
+  /**
+   * Before the real reply, send a forged one (wrong query id, answer pointing at
+   * 127.0.0.66), as an off-path spoofer racing the server would.
+   */
+  spoofFirst?: boolean;
   /** Only for these query types; absent = all. */
   types?: DnsFaultType[];
 }
@@ -71,6 +78,8 @@ export interface FixtureDnsServer {
   resetStats(): void;
   setFault(name: string, fault: DnsFault | undefined): void;
   setDefaultFault(fault: DnsFault | undefined): void;
+  /** Removes every per-name fault and the default fault. */
+  clearFaults(): void;
   /** Replaces the zone data; queries already being answered keep the old data. */
   setRecords(records: ResourceRecord[]): void;
   /** Closes UDP and TCP and drops open connections and pending delayed replies. Idempotent. */
@@ -378,10 +387,24 @@ export async function startDnsServer(options: DnsServerOptions): Promise<Fixture
         message = responseTo(query, { rcode: Rcode.NOERROR, answers: [], authorities: [] }, { truncated: true });
       } else if (fault?.rcode) {
         message = responseTo(query, { rcode: Rcode[fault.rcode], answers: [], authorities: [] });
+      } else if (fault?.answers) {
+        message = responseTo(query, { rcode: Rcode.NOERROR, answers: fault.answers, authorities: [] });
       } else if (question.class !== CLASS_IN && question.class !== CLASS_ANY) {
         message = responseTo(query, { rcode: Rcode.REFUSED, answers: [], authorities: [] });
       } else {
         message = responseTo(query, resolve(snapshot, question.name, question.type));
+      }
+      if (fault?.spoofFirst) {
+        const forged = responseTo(query, {
+          rcode: Rcode.NOERROR,
+          answers: [
+            question.type === RecordType.PTR
+              ? { name: question.name, ttl: 86400, class: CLASS_IN, type: 'PTR', target: 'spoofed.attacker.test' }
+              : { name: question.name, ttl: 86400, class: CLASS_IN, type: 'A', address: '127.0.0.66' },
+          ],
+          authorities: [],
+        });
+        send(encodeMessage({ ...forged, id: (forged.id + 1) & 0xffff }, { maxSize }));
       }
       send(encodeMessage(message, { maxSize }));
     };
@@ -469,6 +492,10 @@ export async function startDnsServer(options: DnsServerOptions): Promise<Fixture
     setFault(name, fault) {
       if (fault) faults.set(keyOf(name), fault);
       else faults.delete(keyOf(name));
+    },
+    clearFaults() {
+      faults.clear();
+      defaultFault = undefined;
     },
     setDefaultFault(fault) {
       defaultFault = fault;

@@ -28,7 +28,42 @@ export interface ReceivedSession {
   /** Strict-mode judgement, set once the client has sent MAIL FROM */
   verdict?: { ok: boolean; reason: string };
   messages: Array<{ from: string; to: string[]; size: number; data: string }>;
-  rejected: Array<{ stage: 'MAIL' | 'RCPT' | 'DATA'; code: number; message: string }>;
+  /** Every refusal sent to the client; 'CONNECT' is a greeting fault. */
+  rejected: Array<{ stage: 'CONNECT' | 'MAIL' | 'RCPT' | 'DATA'; code: number; message: string }>;
+  /** Set when an injected fault cut the connection short without any reply. */
+  fault?: 'noGreeting' | 'dropInData';
+}
+
+export interface SmtpReply {
+  code: number;
+  message: string;
+}
+
+/**
+ * Faults for testing a client against a misbehaving receiver. Connection
+ * faults (greeting, noGreeting) fire once per connection; the others once per
+ * message (MAIL transaction), so a pooled client that reuses a connection
+ * meets them message by message.
+ */
+export interface ReceiverFaults {
+  /** Reply this (4xx or 5xx) instead of the 220 greeting, then close. */
+  greeting?: SmtpReply;
+  /** Accept the TCP connection but never greet. */
+  noGreeting?: boolean;
+  /** Reject MAIL FROM with this reply. */
+  mailFrom?: SmtpReply;
+  /** Reject every RCPT TO of the message with this reply. */
+  rcptTo?: SmtpReply;
+  /** Read the whole message, then reject it with this reply instead of 250. */
+  data?: SmtpReply;
+  /** Destroy the TCP connection once the message body starts arriving, before any reply. */
+  dropInData?: boolean;
+  /**
+   * Apply each fault only to the first N connections (or N messages for the
+   * per-message faults) after the faults were set, then behave normally.
+   * Absent = always.
+   */
+  times?: number;
 }
 
 export interface ReceiverOptions {
@@ -46,6 +81,8 @@ export interface ReceiverOptions {
   keepData?: boolean;
   /** When set, AUTH PLAIN/LOGIN is required and checked. */
   auth?: { user: string; pass: string };
+  /** Faults in force from the first connection; see Receiver.setFaults. */
+  faults?: ReceiverFaults;
 }
 
 export interface Receiver {
@@ -57,7 +94,14 @@ export interface Receiver {
   readonly connections: number;
   /** Total accepted messages. */
   readonly messages: number;
+  /** Clears records and counters; the faults in force stay. */
   reset(): void;
+  /**
+   * Replaces the faults in force (undefined: none). Takes effect for the next
+   * connection or message; `times` counts afresh from here. Throws on a reply
+   * that is not 4xx/5xx or a `times` that is not a whole number >= 0.
+   */
+  setFaults(faults: ReceiverFaults | undefined): void;
   /** Stops listening and destroys open connections at once; idempotent. */
   close(): Promise<void>;
 }
@@ -85,6 +129,13 @@ interface LiveRecord {
   generation: number;
 }
 
+type FaultKind = Exclude<keyof ReceiverFaults, 'times'>;
+
+/** The RCPT verdict of one transaction, so that all its recipients share it. */
+interface RcptDecision {
+  reply: SmtpReply | undefined;
+}
+
 export async function startReceiver(options: ReceiverOptions = {}): Promise<Receiver> {
   const host = options.host ?? '127.0.0.1';
   if (!isLoopback(host)) {
@@ -106,6 +157,12 @@ export async function startReceiver(options: ReceiverOptions = {}): Promise<Rece
   }
   const keepData = options.keepData ?? true;
   const auth = options.auth;
+  let faults = checkFaults(options.faults);
+  // How often each fault has fired since the faults were set, for `times`.
+  let fired = new Map<FaultKind, number>();
+  const rcptDecisions = new Map<string, RcptDecision>();
+  // dropInData needs the socket, which smtp-server does not hand to onData.
+  const socketsByPeer = new Map<string, Socket>();
 
   let sessions: ReceivedSession[] = [];
   let connections = 0;
@@ -161,6 +218,22 @@ export async function startReceiver(options: ReceiverOptions = {}): Promise<Rece
     const err: SMTPServerError = new Error(message);
     err.responseCode = code;
     return err;
+  }
+
+  /** Whether the fault fires now; counts it against `times` when it does. */
+  function take(kind: FaultKind): boolean {
+    const current = faults;
+    if (!current || current[kind] === undefined || current[kind] === false) return false;
+    const count = fired.get(kind) ?? 0;
+    if (current.times !== undefined && count >= current.times) return false;
+    fired.set(kind, count + 1);
+    return true;
+  }
+
+  /** The reply of a reply fault that fires now, read before take() so a live change cannot split them. */
+  function takeReply(kind: 'greeting' | 'mailFrom' | 'rcptTo' | 'data'): SmtpReply | undefined {
+    const reply = faults?.[kind];
+    return reply && take(kind) ? reply : undefined;
   }
 
   async function lookup<T>(run: (resolver: dnsPromises.Resolver) => Promise<T>): Promise<T> {
@@ -265,7 +338,21 @@ export async function startReceiver(options: ReceiverOptions = {}): Promise<Rece
     disableReverseLookup: true,
 
     onConnect(session, callback) {
-      createRecord(session);
+      const record = createRecord(session);
+      const refusal = takeReply('greeting');
+      if (refusal) {
+        record.rejected.push({ stage: 'CONNECT', code: refusal.code, message: refusal.message });
+        const err: SMTPServerError = new Error(refusal.message);
+        err.responseCode = refusal.code;
+        callback(err);
+        return;
+      }
+      if (take('noGreeting')) {
+        // Never calling back keeps smtp-server from greeting; the socket stays
+        // open until the client gives up or close() destroys it.
+        record.fault = 'noGreeting';
+        return;
+      }
       callback();
     },
 
@@ -288,6 +375,14 @@ export async function startReceiver(options: ReceiverOptions = {}): Promise<Rece
 
     onMailFrom(_address: SMTPServerAddress, session: SMTPServerSession, callback) {
       const record = recordFor(session);
+      // A new transaction; smtp-server's session.transaction only moves on after
+      // DATA, so after a refused RCPT and RSET it would still name the old one.
+      rcptDecisions.delete(session.id);
+      const refusal = takeReply('mailFrom');
+      if (refusal) {
+        callback(reject(record, 'MAIL', refusal.code, refusal.message));
+        return;
+      }
       if (!strict) {
         callback();
         return;
@@ -311,15 +406,38 @@ export async function startReceiver(options: ReceiverOptions = {}): Promise<Rece
     },
 
     onRcptTo(_address: SMTPServerAddress, session: SMTPServerSession, callback) {
-      recordFor(session);
-      callback();
+      const record = recordFor(session);
+      let decision = rcptDecisions.get(session.id);
+      if (!decision) {
+        decision = { reply: takeReply('rcptTo') };
+        rcptDecisions.set(session.id, decision);
+      }
+      const refusal = decision.reply;
+      callback(refusal ? reject(record, 'RCPT', refusal.code, refusal.message) : null);
     },
 
     onData(stream: SMTPServerDataStream, session: SMTPServerSession, callback) {
       const record = recordFor(session);
+      const drop = take('dropInData');
+      const refusal = drop ? undefined : takeReply('data');
       const chunks: Buffer[] = [];
       let size = 0;
+      let dropped = false;
       stream.on('data', (chunk: Buffer) => {
+        if (drop && !dropped) {
+          dropped = true;
+          record.fault = 'dropInData';
+          const socket = socketsByPeer.get(peerKey(session.remoteAddress, session.remotePort));
+          if (socket) {
+            socket.destroy();
+          } else {
+            // Unreachable while smtp-server reports the socket's own peer; if it did
+            // not, a 421 still ends the connection without accepting the message.
+            callback(reject(record, 'DATA', 421, '4.4.2 connection dropped by fault'));
+          }
+          return;
+        }
+        if (dropped) return;
         size += chunk.length;
         if (keepData) chunks.push(chunk);
       });
@@ -327,6 +445,13 @@ export async function startReceiver(options: ReceiverOptions = {}): Promise<Rece
       // mid-message; without a listener that error would crash the process.
       stream.on('error', () => undefined);
       stream.on('end', () => {
+        // The whole body can arrive in the chunk that triggered the drop; the
+        // client never got a reply, so the message must not count as accepted.
+        if (dropped) return;
+        if (refusal) {
+          callback(reject(record, 'DATA', refusal.code, refusal.message));
+          return;
+        }
         const mailFrom = session.envelope.mailFrom;
         record.messages.push({
           from: mailFrom ? mailFrom.address : '',
@@ -342,6 +467,7 @@ export async function startReceiver(options: ReceiverOptions = {}): Promise<Rece
     onClose(session: SMTPServerSession) {
       live.delete(session.id);
       fcrdnsCache.delete(session.id);
+      rcptDecisions.delete(session.id);
     },
   };
 
@@ -349,7 +475,12 @@ export async function startReceiver(options: ReceiverOptions = {}): Promise<Rece
   server.server.on('connection', (socket: Socket) => {
     connections += 1;
     sockets.add(socket);
-    socket.once('close', () => sockets.delete(socket));
+    const peer = peerKey(socket.remoteAddress ?? '', socket.remotePort ?? 0);
+    socketsByPeer.set(peer, socket);
+    socket.once('close', () => {
+      sockets.delete(socket);
+      if (socketsByPeer.get(peer) === socket) socketsByPeer.delete(peer);
+    });
   });
 
   await new Promise<void>((resolve, reject) => {
@@ -384,6 +515,10 @@ export async function startReceiver(options: ReceiverOptions = {}): Promise<Rece
       connections = 0;
       messages = 0;
       generation += 1;
+    },
+    setFaults(next: ReceiverFaults | undefined): void {
+      faults = checkFaults(next);
+      fired = new Map();
     },
     close(): Promise<void> {
       closing ??= new Promise<void>((resolve) => {
@@ -477,6 +612,35 @@ function arpaName(ip: CanonicalIp): string {
   if (ip.family === 4) return `${[...ip.bytes].reverse().join('.')}.in-addr.arpa`;
   const nibbles = ip.bytes.flatMap((b) => [(b >> 4).toString(16), (b & 0xf).toString(16)]);
   return `${nibbles.reverse().join('.')}.ip6.arpa`;
+}
+
+function peerKey(address: string, port: number): string {
+  return `${canonicalIp(address)?.key ?? address}|${port}`;
+}
+
+/** A copy, so that the caller changing its object later changes nothing here. */
+function checkFaults(faults: ReceiverFaults | undefined): ReceiverFaults | undefined {
+  if (faults === undefined) return undefined;
+  for (const key of ['greeting', 'mailFrom', 'rcptTo', 'data'] as const) {
+    const reply = faults[key];
+    if (reply === undefined) continue;
+    if (!Number.isInteger(reply.code) || reply.code < 400 || reply.code > 599) {
+      throw new Error(`receiver faults: ${key}.code must be a 4xx or 5xx reply code, got ${reply.code}`);
+    }
+    if (typeof reply.message !== 'string' || /[\r\n]/.test(reply.message)) {
+      throw new Error(`receiver faults: ${key}.message must be one line of text`);
+    }
+  }
+  const { times } = faults;
+  if (times !== undefined && (!Number.isInteger(times) || times < 0)) {
+    throw new Error(`receiver faults: times must be a whole number >= 0, got ${times}`);
+  }
+  const copy: ReceiverFaults = { ...faults };
+  for (const key of ['greeting', 'mailFrom', 'rcptTo', 'data'] as const) {
+    const reply = faults[key];
+    if (reply) copy[key] = { code: reply.code, message: reply.message };
+  }
+  return copy;
 }
 
 function stripMapped(address: string): string {
