@@ -24,3 +24,31 @@ export function secretRedactor(auth: unknown): (text: string) => string {
   if (ordered.length === 0) return (text) => text;
   return (text) => ordered.reduce((out, secret) => out.split(secret).join('[redacted]'), text);
 }
+
+type LogMethod = (...args: unknown[]) => void;
+const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
+
+function redactValue(value: unknown, redact: (text: string) => string, depth = 0): unknown {
+  if (typeof value === 'string') return redact(value);
+  if (depth > 2 || typeof value !== 'object' || value === null) return value;
+  if (value instanceof Error) return Object.assign(new Error(redact(value.message)), { code: (value as NodeJS.ErrnoException).code });
+  if (Array.isArray(value)) return value.map((v) => redactValue(v, redact, depth + 1));
+  return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, redactValue(v, redact, depth + 1)]));
+}
+
+/**
+ * Wraps a caller's bunyan-style logger so that nothing logged through it, by
+ * mailedge or by Nodemailer underneath, carries a secret. `true` and `false`
+ * pass through: Nodemailer's console logger already masks AUTH.
+ */
+export function redactingLogger<T>(logger: T, redact: (text: string) => string): T {
+  if (typeof logger !== 'object' || logger === null) return logger;
+  const source = logger as Record<string, unknown>;
+  const wrapped: Record<string, LogMethod> = {};
+  for (const level of LEVELS) {
+    const method = source[level];
+    if (typeof method !== 'function') continue;
+    wrapped[level] = (...args: unknown[]) => (method as LogMethod).apply(logger, args.map((a) => redactValue(a, redact)));
+  }
+  return wrapped as T;
+}

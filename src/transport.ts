@@ -13,7 +13,7 @@ import { EdgeRefusedError, MailedgeError, SendFailedError, type WarningCode } fr
 import { firstFailure, type CheckResult, type PreflightReport } from './checks/types.js';
 import { EdgeVerifier, type Identity } from './identity.js';
 import { resolveEdgeOptions, usableRequestedName, type MailedgeOptions, type ResolvedEdgeOptions } from './options.js';
-import { secretRedactor } from './redact.js';
+import { redactingLogger, secretRedactor } from './redact.js';
 
 export interface EdgeInfo {
   /** The edge address receivers see. */
@@ -51,6 +51,7 @@ export class MailedgeTransport extends EventEmitter {
   private readonly redact: (text: string) => string;
   private readonly connectionTimeout: number;
   private warnedFor: PreflightReport | undefined;
+  private readonly logger: MailedgeOptions['logger'];
 
   constructor(options: MailedgeOptions, defaults?: SendMailOptions) {
     super();
@@ -60,9 +61,11 @@ export class MailedgeTransport extends EventEmitter {
     this.redact = secretRedactor(options.auth);
     this.connectionTimeout = options.connectionTimeout ?? DEFAULT_CONNECTION_TIMEOUT;
     const { edge: _edge, ...smtpOptions } = options;
+    this.logger = redactingLogger(options.logger, this.redact);
     this.mailer = nodemailer.createTransport(
       {
         ...smtpOptions,
+        logger: this.logger,
         host: options.host ?? 'localhost',
         port: this.edgeOptions.port,
         getSocket: (socketOptions, callback) => this.getSocket(callback),
@@ -182,7 +185,7 @@ export class MailedgeTransport extends EventEmitter {
   }
 
   private warn(warning: MailedgeWarning): void {
-    const logger = (this.mailer as unknown as { options?: { logger?: unknown } }).options?.logger ?? undefined;
+    const logger: unknown = this.logger;
     const text = this.redact(warning.message);
     if (typeof logger === 'object' && logger !== null && typeof (logger as { warn?: unknown }).warn === 'function') {
       (logger as { warn: (meta: object, message: string) => void }).warn({ tnx: 'mailedge', code: warning.code }, text);
