@@ -190,6 +190,23 @@ describe('broken answers', () => {
   });
 });
 
+describe('names as callers spell them', () => {
+  it('asks for an escaped or internationalised host name in its canonical form', async () => {
+    const escaped = await preflight({ host: 'smtp.rel\\097y.test', localAddress: '127.0.0.2', edge: { dns: { servers: [dns.server] } } });
+    expect(escaped).toMatchObject({ ok: true, destination: '127.0.0.100' });
+    const idn = await preflight({ host: 'bücher.test', localAddress: '127.0.0.2', edge: { dns: { servers: [dns.server], timeout: 500 } } });
+    expect(dns.log.some((q) => q.name === 'xn--bcher-kva.test')).toBe(true);
+    expect(idn.checks[0]).toMatchObject({ id: 'destination', code: 'DEST_UNRESOLVED', status: 'fail' });
+  });
+
+  it('refuses a host name that cannot exist without asking DNS', async () => {
+    const report = await preflight({ host: `${'a'.repeat(64)}.test`, localAddress: '127.0.0.2', edge: { dns: { servers: [dns.server] } } });
+    expect(report.checks[0]).toMatchObject({ id: 'destination', code: 'DEST_UNRESOLVED' });
+    expect(report.checks[0]?.evidence.join(' ')).toContain('longer than 63');
+    expect(dns.queries).toBe(0);
+  });
+});
+
 describe('temporary failures', () => {
   it.each([
     [{ rcode: 'SERVFAIL' as const }, 'SERVFAIL'],

@@ -272,6 +272,36 @@ describe('wire names', () => {
       { numRuns: 1000 },
     );
   });
+
+  it('a compressed PTR target decodes to the same labels as the uncompressed one, or is refused past 255 octets', () => {
+    // Our writer never compresses, but real servers do: build the packet by hand.
+    const wireName = (labels: readonly Buffer[]): Buffer =>
+      Buffer.concat([...labels.flatMap((l) => [Buffer.from([l.length]), l]), Buffer.from([0])]);
+    fc.assert(
+      fc.property(labelsArb, fc.array(labelBytesArb, { maxLength: 3 }).map(fitWire), (owner, prefix) => {
+        const header = Buffer.from([0x12, 0x34, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0]);
+        const question = Buffer.concat([wireName(owner), Buffer.from([0, 12, 0, 1])]);
+        const pointer = Buffer.from([0xc0, 12]);
+        const rdata = Buffer.concat([wireName(prefix).subarray(0, -1), pointer]);
+        const fixed = Buffer.alloc(10);
+        fixed.writeUInt16BE(12, 0);
+        fixed.writeUInt16BE(1, 2);
+        fixed.writeUInt32BE(60, 4);
+        fixed.writeUInt16BE(rdata.length, 8);
+        const packet = Buffer.concat([header, question, pointer, fixed, rdata]);
+        const full = [...prefix, ...owner];
+        const fits = full.reduce((n, l) => n + l.length + 1, 1) <= 255;
+        if (!fits) {
+          expect(() => decodeMessage(packet)).toThrow(WireFormatError);
+          return;
+        }
+        const answer = decodeMessage(packet).answers[0];
+        expect(answer?.name).toBe(labelsToName(owner));
+        expect(answer?.type === 'PTR' ? nameToLabels(answer.target) : null).toEqual(full);
+      }),
+      { numRuns: 1000 },
+    );
+  });
 });
 
 // ---------------------------------------------------------------- 3. FCrDNS against random zones

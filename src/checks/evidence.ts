@@ -16,7 +16,7 @@ function shortAnswer(lookup: Lookup): string {
     case 'answer':
       return [...chain, ...lookup.records.map(recordText)].join(' ');
     case 'nxdomain':
-      return [...chain, '(nothing: NXDOMAIN)'].join(' ');
+      return [...chain, `(nothing: NXDOMAIN${lookup.note ? `; ${lookup.note}` : ''})`].join(' ');
     case 'nodata':
       return [...chain, `(nothing: no ${lookup.type} record${lookup.note ? `; ${lookup.note}` : ''})`].join(' ');
     case 'tempfail':

@@ -5,7 +5,7 @@
  * the SOA rule of RFC 2308, and concurrent identical lookups share one query.
  */
 import { DnsClient, type TempReason } from './client.js';
-import { nameKey, RecordType, Rcode, reverseName, type DnsMessage, type ResourceRecord } from './wire.js';
+import { labelsToName, nameKey, nameToLabels, RecordType, Rcode, reverseName, WireFormatError, type DnsMessage, type ResourceRecord } from './wire.js';
 import type { DnsServerAddress } from './servers.js';
 
 export type LookupType = 'A' | 'AAAA' | 'PTR' | 'MX' | 'TXT';
@@ -78,7 +78,15 @@ export class Resolver {
   }
 
   /** Cached, single-flight lookup that follows CNAMEs. Never rejects. */
-  lookup(name: string, type: LookupType, signal: AbortSignal): Promise<Lookup> {
+  lookup(rawName: string, type: LookupType, signal: AbortSignal): Promise<Lookup> {
+    // One spelling per name ('a\\045b' is 'a-b'), so the answer's question matches ours.
+    let name: string;
+    try {
+      name = labelsToName(nameToLabels(rawName));
+    } catch (err) {
+      if (!(err instanceof WireFormatError)) throw err;
+      return Promise.resolve({ kind: 'nxdomain', name: rawName, type, cnames: [], ttl: 0, server: 'not asked', note: err.message });
+    }
     const key = `${type} ${nameKey(name)}`;
     const now = this.options.clock.now();
     const cached = this.cache.get(key);

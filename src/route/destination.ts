@@ -5,6 +5,7 @@
  * to a second resolver that might answer differently.
  */
 import { isIP } from 'node:net';
+import { domainToASCII } from 'node:url';
 import type { Lookup, Resolver } from '../dns/resolver.js';
 import { canonicalAddress } from '../dns/wire.js';
 
@@ -34,7 +35,9 @@ export async function resolveRoute(
     return { kind: 'ok', host, addresses: [family === 6 ? '::1' : '127.0.0.1'], family, lookups: [] };
   }
   const families: Array<4 | 6> = preferFamily === null ? [4, 6] : [preferFamily];
-  const lookups = await Promise.all(families.map((f) => resolver.lookup(host, f === 4 ? 'A' : 'AAAA', signal)));
+  // An internationalised host name is asked in its punycode form, as every resolver stores it.
+  const asciiHost = /[^\x00-\x7f]/.test(host) ? domainToASCII(host) || host : host;
+  const lookups = await Promise.all(families.map((f) => resolver.lookup(asciiHost, f === 4 ? 'A' : 'AAAA', signal)));
   for (const [index, lookup] of lookups.entries()) {
     if (lookup.kind === 'answer') {
       const addresses = lookup.records.flatMap((r) => (r.type === 'A' || r.type === 'AAAA' ? [r.address] : []));

@@ -56,7 +56,7 @@ export interface ReceiverFaults {
   rcptTo?: SmtpReply;
   /** Read the whole message, then reject it with this reply instead of 250. */
   data?: SmtpReply;
-  /** Destroy the TCP connection once the message body starts arriving, before any reply. */
+  /** Destroy the TCP connection once the message body starts arriving, before any reply. Wins over `data`. */
   dropInData?: boolean;
   /**
    * Apply each fault only to the first N connections (or N messages for the
@@ -230,7 +230,7 @@ export async function startReceiver(options: ReceiverOptions = {}): Promise<Rece
     return true;
   }
 
-  /** The reply of a reply fault that fires now, read before take() so a live change cannot split them. */
+  /** The reply to send when the fault fires now, undefined when it does not. */
   function takeReply(kind: 'greeting' | 'mailFrom' | 'rcptTo' | 'data'): SmtpReply | undefined {
     const reply = faults?.[kind];
     return reply && take(kind) ? reply : undefined;
@@ -378,6 +378,8 @@ export async function startReceiver(options: ReceiverOptions = {}): Promise<Rece
       // A new transaction; smtp-server's session.transaction only moves on after
       // DATA, so after a refused RCPT and RSET it would still name the old one.
       rcptDecisions.delete(session.id);
+      // An injected fault answers before strict mode's judgement, as a receiver
+      // that refuses early would.
       const refusal = takeReply('mailFrom');
       if (refusal) {
         callback(reject(record, 'MAIL', refusal.code, refusal.message));
