@@ -9,7 +9,7 @@ import { digLine } from './checks/evidence.js';
 import { checkFcrdns } from './checks/fcrdns.js';
 import type { CheckResult, PreflightReport } from './checks/types.js';
 import { findEdge, type EdgeAddress } from './edge/source.js';
-import { resolveRoute } from './route/destination.js';
+import { resolveRoute, type Route } from './route/destination.js';
 import type { ResolvedEdgeOptions } from './options.js';
 
 export interface Identity {
@@ -125,39 +125,8 @@ export class EdgeVerifier {
     const preferFamily = options.localAddress ? (isIPv6(options.localAddress) ? 6 : 4) : null;
     const lookups: Lookup[] = [];
     const checks: CheckResult[] = [];
-    let addresses: string[] = [];
-    let destination: string | null = null;
-
-    if (options.host !== undefined) {
-      const route = await resolveRoute(options.host, this.resolver, signal, preferFamily);
-      lookups.push(...route.lookups);
-      const routeEvidence = route.lookups.map((l) => digLine(l));
-      if (route.kind === 'unresolved') {
-        checks.push({
-          id: 'destination',
-          status: route.permanent ? 'fail' : 'temperror',
-          expected: `an address for ${options.host}`,
-          actual: route.reason,
-          code: route.permanent ? 'DEST_UNRESOLVED' : 'DNS_TEMPFAIL',
-          hint: route.permanent
-            ? `Check the host option, or publish an A/AAAA record for ${options.host}.`
-            : 'Retry later; check that the resolvers in edge.dns.servers are reachable.',
-          evidence: routeEvidence,
-        });
-        return this.finish(checks, lookups, null, null, []);
-      }
-      addresses = route.addresses;
-      destination = route.addresses[0] ?? null;
-      checks.push({
-        id: 'destination',
-        status: 'pass',
-        expected: `an address for ${options.host}`,
-        actual: route.addresses.length > 1 ? `${route.addresses.join(', ')} (connecting to ${destination})` : `${destination}`,
-        code: null,
-        hint: null,
-        evidence: routeEvidence,
-      });
-    } else if (!options.publicAddress && !options.localAddress) {
+    const fixedEdge = options.publicAddress ?? options.localAddress;
+    if (options.host === undefined && fixedEdge === undefined) {
       checks.push({
         id: 'edge-address',
         status: 'fail',
@@ -168,6 +137,24 @@ export class EdgeVerifier {
         evidence: [],
       });
       return this.finish(checks, lookups, null, null, []);
+    }
+
+    // When the edge does not depend on the route, both are asked at once: a cold
+    // check then costs two DNS round trips (PTR, then forward), not three.
+    const fcrdnsOptions = { maxPtrNames: options.maxPtrNames };
+    const early = fixedEdge === undefined ? undefined : checkFcrdns(fixedEdge, this.resolver, signal, fcrdnsOptions);
+    const route = options.host === undefined ? undefined : await resolveRoute(options.host, this.resolver, signal, preferFamily);
+    let addresses: string[] = [];
+    let destination: string | null = null;
+    if (route !== undefined) {
+      lookups.push(...route.lookups);
+      checks.push(this.destinationCheck(route));
+      if (route.kind === 'ok') {
+        addresses = route.addresses;
+        destination = route.addresses[0] ?? null;
+      } else if (!early) {
+        return this.finish(checks, lookups, null, null, []);
+      }
     }
 
     let edge: EdgeAddress;
@@ -195,13 +182,41 @@ export class EdgeVerifier {
       evidence: edge.origin === 'publicAddress' && options.localAddress ? [`bound to ${options.localAddress}, seen as ${edge.address}`] : [],
     });
 
-    const verdict = await checkFcrdns(edge.address, this.resolver, signal, { maxPtrNames: options.maxPtrNames });
+    const verdict = await (early ?? checkFcrdns(edge.address, this.resolver, signal, fcrdnsOptions));
     checks.push(...verdict.checks);
     lookups.push(...verdict.lookups);
     checks.push(this.ehloCheck(verdict.name));
     const identity = this.finish(checks, lookups, verdict.name, destination, addresses, edge);
     identity.report.ptrNames = verdict.ptrNames;
     return identity;
+  }
+
+  private destinationCheck(route: Route): CheckResult {
+    const host = route.host;
+    const evidence = route.lookups.map((l) => digLine(l));
+    if (route.kind === 'unresolved') {
+      return {
+        id: 'destination',
+        status: route.permanent ? 'fail' : 'temperror',
+        expected: `an address for ${host}`,
+        actual: route.reason,
+        code: route.permanent ? 'DEST_UNRESOLVED' : 'DNS_TEMPFAIL',
+        hint: route.permanent
+          ? `Check the host option, or publish an A/AAAA record for ${host}.`
+          : 'Retry later; check that the resolvers in edge.dns.servers are reachable.',
+        evidence,
+      };
+    }
+    const first = route.addresses[0] ?? '';
+    return {
+      id: 'destination',
+      status: 'pass',
+      expected: `an address for ${host}`,
+      actual: route.addresses.length > 1 ? `${route.addresses.join(', ')} (connecting to ${first})` : first,
+      code: null,
+      hint: null,
+      evidence,
+    };
   }
 
   private ehloCheck(name: string | null): CheckResult {

@@ -43,11 +43,21 @@ interface Decision {
 }
 
 const DEFAULT_CONNECTION_TIMEOUT = 2 * 60 * 1000;
+const FORWARDED_EVENTS = ['idle', 'clear', 'token', 'log', 'error'] as const;
 
 export class MailedgeTransport extends EventEmitter {
   readonly edgeOptions: ResolvedEdgeOptions;
   private readonly verifier: EdgeVerifier;
-  private readonly mailer: Transporter<SMTPSentMessageInfo>;
+  private mailer: Transporter<SMTPSentMessageInfo>;
+  /** With pool: true, the EHLO name the current pool's connections were opened with. */
+  private mailerName: string | undefined;
+  /** Sends handed to each Nodemailer transport and not yet finished. */
+  private readonly inFlight = new Map<Transporter<SMTPSentMessageInfo>, number>();
+  /** Pools whose name was superseded: they finish what they hold, then close. */
+  private readonly retiring = new Set<Transporter<SMTPSentMessageInfo>>();
+  private readonly plugins: Array<['compile' | 'stream', PluginFunction<SMTPSentMessageInfo>]> = [];
+  private readonly createMailer: () => Transporter<SMTPSentMessageInfo>;
+  private readonly pooled: boolean;
   private readonly redact: (text: string) => string;
   private readonly connectionTimeout: number;
   private warnedFor: PreflightReport | undefined;
@@ -62,19 +72,23 @@ export class MailedgeTransport extends EventEmitter {
     this.connectionTimeout = options.connectionTimeout ?? DEFAULT_CONNECTION_TIMEOUT;
     const { edge: _edge, ...smtpOptions } = options;
     this.logger = redactingLogger(options.logger, this.redact);
-    this.mailer = nodemailer.createTransport(
-      {
-        ...smtpOptions,
-        logger: this.logger,
-        host: options.host ?? 'localhost',
-        port: this.edgeOptions.port,
-        getSocket: (socketOptions, callback) => this.getSocket(callback),
-      },
-      defaults,
-    );
-    for (const event of ['idle', 'clear', 'token', 'log', 'error']) {
-      this.mailer.on(event, (...args: unknown[]) => this.emit(event, ...args));
-    }
+    this.pooled = options.pool === true;
+    this.createMailer = () => {
+      const mailer = nodemailer.createTransport(
+        {
+          ...smtpOptions,
+          logger: this.logger,
+          host: options.host ?? 'localhost',
+          port: this.edgeOptions.port,
+          getSocket: (_socketOptions, callback) => this.getSocket(callback),
+        },
+        defaults,
+      );
+      for (const event of FORWARDED_EVENTS) mailer.on(event, (...args: unknown[]) => this.emit(event, ...args));
+      for (const [step, plugin] of this.plugins) mailer.use(step, plugin);
+      return mailer;
+    };
+    this.mailer = this.createMailer();
   }
 
   /** The structured report for this transport's destination, without sending anything. */
@@ -114,26 +128,63 @@ export class MailedgeTransport extends EventEmitter {
   }
 
   use(step: 'compile' | 'stream', plugin: PluginFunction<SMTPSentMessageInfo>): this {
+    this.plugins.push([step, plugin]);
     this.mailer.use(step, plugin);
     return this;
   }
 
   isIdle(): boolean {
-    return this.mailer.isIdle();
+    return this.mailer.isIdle() && this.retiring.size === 0;
   }
 
   close(): void {
     this.mailer.close();
+    for (const old of this.retiring) old.close();
+    this.retiring.clear();
+  }
+
+  /**
+   * The Nodemailer transport for a send under `name`. A pool keeps its
+   * connections, and with them the EHLO name they were opened with; when the
+   * confirmed name changes, new sends go to a fresh pool, and the old one
+   * finishes what it holds and closes.
+   */
+  private mailerFor(name: string): Transporter<SMTPSentMessageInfo> {
+    if (!this.pooled || this.mailerName === name) return this.mailer;
+    if (this.mailerName === undefined) {
+      this.mailerName = name;
+      return this.mailer;
+    }
+    const old = this.mailer;
+    this.mailer = this.createMailer();
+    this.mailerName = name;
+    old.removeAllListeners('idle');
+    this.retiring.add(old);
+    this.closeIfDone(old);
+    return this.mailer;
+  }
+
+  private closeIfDone(mailer: Transporter<SMTPSentMessageInfo>): void {
+    if (this.retiring.has(mailer) && !this.inFlight.get(mailer)) {
+      this.retiring.delete(mailer);
+      this.inFlight.delete(mailer);
+      mailer.close();
+    }
   }
 
   private async send(mail: SendMailOptions): Promise<MailedgeSentMessageInfo> {
     const identity = this.verifier.current() ?? (await this.verifier.identity());
     const decision = this.decide(identity, mail);
     let info: SMTPSentMessageInfo;
+    const mailer = this.mailerFor(decision.name);
+    this.inFlight.set(mailer, (this.inFlight.get(mailer) ?? 0) + 1);
     try {
-      info = await this.mailer.sendMail(mail);
+      info = await mailer.sendMail(mail);
     } catch (err) {
       throw this.wrapFailure(err, mail);
+    } finally {
+      this.inFlight.set(mailer, (this.inFlight.get(mailer) ?? 1) - 1);
+      this.closeIfDone(mailer);
     }
     return Object.assign(info, {
       edge: { address: identity.edge?.address ?? '', name: decision.name, verified: decision.verified, stale: identity.report.stale },

@@ -203,7 +203,9 @@ describe('names as callers spell them', () => {
     const report = await preflight({ host: `${'a'.repeat(64)}.test`, localAddress: '127.0.0.2', edge: { dns: { servers: [dns.server] } } });
     expect(report.checks[0]).toMatchObject({ id: 'destination', code: 'DEST_UNRESOLVED' });
     expect(report.checks[0]?.evidence.join(' ')).toContain('longer than 63');
-    expect(dns.queries).toBe(0);
+    expect(dns.log.filter((q) => q.name.endsWith('.test') && q.name.startsWith('aaaa'))).toEqual([]);
+    // The edge is still checked, so the report shows everything that is wrong at once.
+    expect(report.checks.map((c) => c.id)).toEqual(['destination', 'edge-address', 'ptr', 'fcrdns', 'ehlo-name']);
   });
 });
 
@@ -312,6 +314,34 @@ describe('caching, single-flight and serve-stale', () => {
     const err = await t.sendMail(message).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(EdgeRefusedError);
     expect(err).toMatchObject({ code: 'DNS_TEMPFAIL', permanent: false, mail: message });
+  });
+
+  it('moves a pool to new connections when the confirmed name changes', async () => {
+    const clock = clockAt(1_000_000);
+    const t = createTransport({
+      host: '127.0.0.101',
+      port: receiver.port,
+      localAddress: '127.0.0.2',
+      ignoreTLS: true,
+      pool: true,
+      maxConnections: 1,
+      edge: { clock, dns: { servers: [dns.server] } },
+    });
+    transports.push(t);
+    await t.sendMail({ ...MESSAGE });
+    await t.sendMail({ ...MESSAGE });
+    expect(receiver.sessions.map((s) => s.ehlo)).toEqual(['mail.good.test']);
+    dns.setRecords([
+      ...baseRecords.filter((r) => r.name !== '2.0.0.127.in-addr.arpa'),
+      { name: '2.0.0.127.in-addr.arpa', ttl: 300, class: 1, type: 'PTR', target: 'renamed.good.test' },
+      { name: 'renamed.good.test', ttl: 300, class: 1, type: 'A', address: '127.0.0.2' },
+    ]);
+    clock.t += 301_000;
+    const info = await t.sendMail({ ...MESSAGE });
+    expect(info.edge.name).toBe('renamed.good.test');
+    expect(receiver.sessions.map((s) => s.ehlo)).toEqual(['mail.good.test', 'renamed.good.test']);
+    expect(receiver.sessions[0]?.messages).toHaveLength(2);
+    expect(receiver.sessions[1]?.messages).toHaveLength(1);
   });
 
   it('ends the identity at once on a permanent answer, even within the stale window', async () => {
