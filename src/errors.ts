@@ -65,6 +65,56 @@ export const ERROR_CODES = {
     fix: 'Fix what the failed checks in `report.checks` name.',
     permanent: true,
   },
+  EHLO_INVALID: {
+    meaning: 'The name that would go into EHLO is not a fully-qualified hostname (RFC 5321 section 4.1.1.1): localhost, a single label, a bare IP address, or characters other than letters, digits and hyphens.',
+    fix: 'Drop the `name` option so the confirmed PTR name is used, or set it to a fully-qualified hostname whose A/AAAA record is the edge address.',
+    permanent: true,
+  },
+  DOMAIN_INVALID: {
+    meaning: 'A sender or recipient domain, or the DKIM domainName, is not a valid domain name, so nothing can be looked up for it.',
+    fix: 'Correct the address or option: a domain is letters, digits and hyphens in dot-separated labels (punycode for IDNs).',
+    permanent: true,
+  },
+  SPF_FAIL: {
+    meaning: "The envelope sender domain's SPF record (RFC 7208) says the edge address may not send for it: receivers may reject or junk the mail.",
+    fix: "Add the edge address to the sender domain's SPF record (an ip4: or ip6: mechanism before the all), in that domain's DNS.",
+    permanent: true,
+  },
+  SPF_PERMERROR: {
+    meaning: "The sender domain's SPF record cannot be evaluated: a syntax error, several v=spf1 records, or more than 10 DNS-querying mechanisms or 2 void lookups (RFC 7208 section 4.6.4).",
+    fix: 'Correct the record so that exactly one valid v=spf1 TXT record remains and it needs at most 10 DNS lookups.',
+    permanent: true,
+  },
+  SENDER_NULL_MX: {
+    meaning: 'The envelope sender domain publishes a null MX (RFC 7505): it accepts no mail, so bounces are lost, and receivers may reject its mail (550 5.7.27).',
+    fix: 'Replace the null MX with an MX record naming a host that accepts mail, or send from a domain that receives mail.',
+    permanent: true,
+  },
+  SENDER_NO_MX: {
+    meaning: 'The envelope sender domain cannot receive bounces: it does not exist, or it has no MX host with an address and no A/AAAA record for implicit MX.',
+    fix: "Publish an MX record naming a mail host that has an A/AAAA record, in the sender domain's DNS.",
+    permanent: true,
+  },
+  DKIM_KEY_MISSING: {
+    meaning: 'There is no DKIM key record (a TXT record with p=) at <selector>._domainkey.<domain>, so every signature fails.',
+    fix: "Publish the public key of the configured private key as that TXT record, in the signing domain's DNS.",
+    permanent: true,
+  },
+  DKIM_KEY_MISMATCH: {
+    meaning: 'The DKIM key record at the selector does not hold the public key of the configured private key (another key, revoked with an empty p=, or unreadable).',
+    fix: 'Replace the TXT record with the public key of the configured private key, or configure the private key that belongs to the published one.',
+    permanent: true,
+  },
+  DKIM_KEY_SHORT: {
+    meaning: 'The DKIM key is RSA shorter than 1024 bits; verifiers must not accept such signatures (RFC 8301).',
+    fix: 'Generate a 2048-bit RSA key, publish it under a new selector, then switch the dkim option to it.',
+    permanent: true,
+  },
+  RECIPIENT_NULL_MX: {
+    meaning: 'The recipient domain publishes a null MX (RFC 7505): it accepts no mail, so delivery would only bounce (556 5.1.10).',
+    fix: 'Check the recipient address; nothing on the sending side can change this.',
+    permanent: true,
+  },
 } as const satisfies Record<string, ErrorCodeInfo>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
@@ -86,6 +136,50 @@ export const WARNING_CODES = {
   UNVERIFIED_SEND: {
     meaning: 'edge.mode is "warn" and the check failed; the message was sent with an address-literal EHLO.',
     fix: 'Fix the failed check, then switch back to enforce.',
+  },
+  EHLO_ADDRESS_LITERAL: {
+    meaning: 'EHLO carries an address literal ([192.0.2.1]): valid syntax, but many receivers score or reject a sender without a hostname.',
+    fix: 'Get the edge check passing so the confirmed PTR name is used in EHLO.',
+  },
+  PTR_GENERIC: {
+    meaning: "The PTR name looks like an ISP's generic name (it embeds the address, or words such as dsl, dynamic, pool); receivers and blocklists such as the Spamhaus PBL treat such hosts as residential.",
+    fix: 'Ask the owner of the address (hosting or IP provider) for a PTR naming your mail host, such as mail.<yourdomain>; or allow-list the name if it is yours.',
+  },
+  SPF_SOFTFAIL: {
+    meaning: "The sender domain's SPF record does not authorise the edge address and ends in ~all: receivers usually accept but score the mail as suspicious.",
+    fix: "Add the edge address to the sender domain's SPF record (an ip4: or ip6: mechanism before the all).",
+  },
+  SPF_NEUTRAL: {
+    meaning: "The sender domain's SPF record neither authorises nor forbids the edge address (?all, or no all): SPF gives receivers nothing to trust.",
+    fix: "Add the edge address to the sender domain's SPF record (an ip4: or ip6: mechanism before the all).",
+  },
+  SPF_NONE: {
+    meaning: 'The sender domain publishes no SPF record; Gmail and Yahoo require SPF or DKIM from every sender, and both from bulk senders.',
+    fix: 'Publish a v=spf1 TXT record at the sender domain that lists the edge address.',
+  },
+  SENDER_IMPLICIT_MX: {
+    meaning: 'The sender domain has no MX record; bounces go to its A/AAAA address (implicit MX, RFC 5321 section 5.1), which is often a web server that accepts no mail.',
+    fix: 'Publish an explicit MX record for the sender domain naming a host that accepts mail.',
+  },
+  SENDER_MX_PARTIAL: {
+    meaning: "Some of the sender domain's MX hosts have no address (or a null MX is mixed with real ones): bounces work, but only through the others.",
+    fix: 'Remove the MX records whose hosts do not resolve, or give those hosts A/AAAA records.',
+  },
+  DMARC_MISSING: {
+    meaning: 'Neither the sender domain nor its organisational domain publishes a DMARC record; Gmail and Yahoo require one (p=none at least) from bulk senders.',
+    fix: 'Publish a TXT record at _dmarc.<organisational domain>, starting with "v=DMARC1; p=none" and a rua= address for reports.',
+  },
+  DMARC_INVALID: {
+    meaning: 'The DMARC record cannot be used as published: several v=DMARC1 records, or no valid p= tag, so receivers apply no policy (RFC 7489 section 6.6.3).',
+    fix: 'Keep one TXT record at _dmarc.<domain> starting with "v=DMARC1; p=" and none, quarantine or reject.',
+  },
+  DKIM_TESTING: {
+    meaning: 'The DKIM key record carries t=y (testing): verifiers treat signed mail as if it were unsigned (RFC 6376 section 3.6.1).',
+    fix: 'Remove t=y from the DKIM key record once signing works.',
+  },
+  RECIPIENT_DOMAIN_MISSING: {
+    meaning: 'The recipient domain does not exist (NXDOMAIN): the address is probably mistyped, and the message would bounce.',
+    fix: 'Check the recipient address.',
   },
 } as const;
 

@@ -36,9 +36,9 @@ function recordText(record: Extract<Lookup, { kind: 'answer' }>['records'][numbe
     case 'PTR':
     case 'CNAME':
     case 'NS':
-      return `${printable(record.target)}.`;
+      return absolute(record.target);
     case 'MX':
-      return `${record.preference} ${printable(record.exchange)}.`;
+      return `${record.preference} ${absolute(record.exchange)}`;
     case 'TXT':
       return record.strings.map((s) => JSON.stringify(printable(s))).join(' ');
     case 'SOA':
@@ -46,4 +46,9 @@ function recordText(record: Extract<Lookup, { kind: 'answer' }>['records'][numbe
     case 'OTHER':
       return `\\# ${record.raw.length} ${record.raw.toString('hex')}`;
   }
+}
+
+/** A name as dig prints it, with the root dot; the root itself (a null MX's exchange) is just ".". */
+function absolute(name: string): string {
+  return name === '.' ? '.' : `${printable(name)}.`;
 }

@@ -7,7 +7,19 @@ import type { ErrorCode, WarningCode } from '../errors.js';
  */
 export type CheckStatus = 'pass' | 'warn' | 'fail' | 'temperror' | 'skip';
 
-export type CheckId = 'destination' | 'edge-address' | 'ptr' | 'fcrdns' | 'ehlo-name';
+export type CheckId =
+  | 'destination'
+  | 'edge-address'
+  | 'ptr'
+  | 'fcrdns'
+  | 'ehlo-name'
+  | 'ehlo-syntax'
+  | 'generic-ptr'
+  | 'spf'
+  | 'sender-mx'
+  | 'dmarc'
+  | 'dkim'
+  | 'recipient-null-mx';
 
 export interface CheckResult {
   id: CheckId;

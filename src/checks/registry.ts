@@ -1,0 +1,32 @@
+/**
+ * The checks beyond FCrDNS and how seriously each is taken by default. The
+ * `edge.checks` option overrides these per id with 'enforce', 'warn' or 'off'.
+ * 'enforce': a fail or temperror refuses the send (or fails preflight), as the
+ * FCrDNS check does. 'warn': it is reported and emitted as a warning, and the
+ * mail goes out.
+ */
+import type { CheckId } from './types.js';
+
+export type Severity = 'enforce' | 'warn';
+
+export type DeliverabilityCheckId = Extract<
+  CheckId,
+  'ehlo-syntax' | 'generic-ptr' | 'spf' | 'sender-mx' | 'dmarc' | 'dkim' | 'recipient-null-mx'
+>;
+
+export const DEFAULT_SEVERITY: Readonly<Record<DeliverabilityCheckId, Severity>> = {
+  // Receivers reject a malformed EHLO outright (Postfix reject_invalid_helo_hostname): sending is pointless.
+  'ehlo-syntax': 'enforce',
+  // A judgement from the name's shape, with false positives: never a reason to stop on its own.
+  'generic-ptr': 'warn',
+  // The sender domain's DNS is often not the sending host's operator's to change; receivers weigh these, rarely reject on them alone.
+  spf: 'warn',
+  'sender-mx': 'warn',
+  dmarc: 'warn',
+  // Runs only when the transport signs (Nodemailer's `dkim` option): then a key that does not verify is a broken configuration.
+  dkim: 'enforce',
+  // A null MX is the recipient's own statement that delivery cannot succeed.
+  'recipient-null-mx': 'enforce',
+};
+
+export const DELIVERABILITY_CHECK_IDS = Object.keys(DEFAULT_SEVERITY) as DeliverabilityCheckId[];
