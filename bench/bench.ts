@@ -1,0 +1,186 @@
+/**
+ * `npm run bench`: raw Nodemailer against mailedge with identical options, in
+ * the same run and in alternating order, through a sink receiver on loopback.
+ * Prints ratios, which survive a noisy machine better than absolute numbers.
+ */
+import { cpus } from 'node:os';
+import nodemailer from 'nodemailer';
+import type { SMTPSentMessageInfo, Transporter } from 'nodemailer';
+import { createTransport } from '../src/transport.js';
+import { preflight } from '../src/preflight.js';
+import { BENCH_HOSTS, BENCH_ZONE, flag, median, percentile, runConcurrently, startWorldProcess, type WorldProcess } from './harness.js';
+
+type Kind = 'raw' | 'mailedge';
+type Mode = 'pooled' | 'unpooled';
+
+interface RunResult {
+  kind: Kind;
+  mode: Mode;
+  round: number;
+  messages: number;
+  seconds: number;
+  perSecond: number;
+  p50: number;
+  p99: number;
+  peakRssMb: number;
+  dnsQueries: number;
+  failures: number;
+}
+
+const args = process.argv.slice(2);
+const MESSAGES = Number(flag(args, 'messages') ?? 5000);
+const ROUNDS = Number(flag(args, 'rounds') ?? 3);
+const CONCURRENCY = Number(flag(args, 'concurrency') ?? 50);
+const JSON_OUTPUT = args.includes('--json');
+
+let runCount = 0;
+
+function transportFor(kind: Kind, mode: Mode, world: WorldProcess): Transporter<SMTPSentMessageInfo> | ReturnType<typeof createTransport> {
+  // A fresh source address per run: unpooled runs leave thousands of sockets in
+  // TIME_WAIT on their address, which slows every later bind() on that address.
+  const host = BENCH_HOSTS[runCount++ % BENCH_HOSTS.length] ?? { address: '127.0.0.2', name: 'mail.good.test' };
+  const common = {
+    host: '127.0.0.1',
+    port: world.port,
+    localAddress: host.address,
+    ignoreTLS: true,
+    ...(mode === 'pooled' ? { pool: true, maxConnections: 5 } : {}),
+  };
+  if (kind === 'raw') return nodemailer.createTransport({ ...common, name: host.name });
+  return createTransport({ ...common, edge: { dns: { servers: [world.dnsServer] } } });
+}
+
+async function run(kind: Kind, mode: Mode, round: number, world: WorldProcess): Promise<RunResult> {
+  await world.request('reset');
+  const transport = transportFor(kind, mode, world);
+  const latencies: number[] = [];
+  let failures = 0;
+  let peakRss = process.memoryUsage().rss;
+  const sampler = setInterval(() => {
+    peakRss = Math.max(peakRss, process.memoryUsage().rss);
+  }, 20);
+  const started = process.hrtime.bigint();
+  await runConcurrently(MESSAGES, CONCURRENCY, async (index) => {
+    const t0 = process.hrtime.bigint();
+    try {
+      await transport.sendMail({ from: 'app@good.test', to: 'sink@example.test', subject: `${kind}-${mode}-${round}-${index}`, text: 'benchmark body\n' });
+    } catch {
+      failures++;
+    }
+    latencies.push(Number(process.hrtime.bigint() - t0) / 1e6);
+  });
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  clearInterval(sampler);
+  transport.close();
+  const stats = await world.request('stats');
+  latencies.sort((a, b) => a - b);
+  return {
+    kind,
+    mode,
+    round,
+    messages: MESSAGES,
+    seconds,
+    perSecond: MESSAGES / seconds,
+    p50: percentile(latencies, 50),
+    p99: percentile(latencies, 99),
+    peakRssMb: peakRss / 2 ** 20,
+    dnsQueries: stats.queries,
+    failures: failures + (MESSAGES - failures - stats.messages),
+  };
+}
+
+async function coldPreflight(world: WorldProcess, delayMs: number): Promise<{ address: string; ms: number[] }[]> {
+  await world.request('delay', { ms: delayMs });
+  const results: { address: string; ms: number[] }[] = [];
+  // 127.0.0.6 has two PTR names: their forward lookups must run side by side.
+  for (const localAddress of ['127.0.0.2', '127.0.0.6']) {
+    const ms: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const t0 = process.hrtime.bigint();
+      await preflight({ host: 'relay.test', localAddress, edge: { dns: { servers: [world.dnsServer] } } });
+      ms.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    }
+    results.push({ address: localAddress, ms });
+  }
+  await world.request('delay', { ms: 0 });
+  return results;
+}
+
+async function main(): Promise<void> {
+  const world = await startWorldProcess(BENCH_ZONE);
+  const results: RunResult[] = [];
+  try {
+    for (const mode of ['pooled', 'unpooled'] as const) {
+      for (let round = 0; round < ROUNDS; round++) {
+        const order: Kind[] = round % 2 === 0 ? ['raw', 'mailedge'] : ['mailedge', 'raw'];
+        for (const kind of order) {
+          const result = await run(kind, mode, round, world);
+          results.push(result);
+          if (!JSON_OUTPUT) process.stderr.write(`  ${mode} round ${round + 1} ${kind}: ${result.perSecond.toFixed(0)} msg/s\n`);
+        }
+      }
+    }
+    const cold = await coldPreflight(world, 20);
+    const summary = (['pooled', 'unpooled'] as const).map((mode) => {
+      const of = (kind: Kind) => results.filter((r) => r.mode === mode && r.kind === kind);
+      const raw = of('raw');
+      const edge = of('mailedge');
+      const ratios = raw.map((r) => {
+        const partner = edge.find((e) => e.round === r.round);
+        return partner ? partner.perSecond / r.perSecond : NaN;
+      });
+      return {
+        mode,
+        rawPerSecond: median(raw.map((r) => r.perSecond)),
+        mailedgePerSecond: median(edge.map((r) => r.perSecond)),
+        ratio: median(ratios),
+        ratios,
+        rawP50: median(raw.map((r) => r.p50)),
+        rawP99: median(raw.map((r) => r.p99)),
+        mailedgeP50: median(edge.map((r) => r.p50)),
+        mailedgeP99: median(edge.map((r) => r.p99)),
+        rawPeakRssMb: Math.max(...raw.map((r) => r.peakRssMb)),
+        mailedgePeakRssMb: Math.max(...edge.map((r) => r.peakRssMb)),
+        mailedgeDnsQueriesPerRun: edge.map((r) => r.dnsQueries),
+        failures: [...raw, ...edge].reduce((n, r) => n + r.failures, 0),
+      };
+    });
+    const coldSummary = cold.map((c) => ({ address: c.address, medianMs: median(c.ms), budgetMs: 2 * 20 + 10, runs: c.ms }));
+    const machine = { node: process.version, cpus: cpus().length, cpu: cpus()[0]?.model ?? 'unknown', messages: MESSAGES, rounds: ROUNDS, concurrency: CONCURRENCY };
+    if (JSON_OUTPUT) {
+      process.stdout.write(`${JSON.stringify({ machine, summary, coldPreflight: coldSummary, runs: results }, null, 2)}\n`);
+    } else {
+      const line = (cells: Array<string | number>): string => cells.map((c) => String(c).padStart(12)).join('') + '\n';
+      process.stdout.write(`\nmailedge vs raw Nodemailer: ${MESSAGES} messages x ${ROUNDS} rounds, concurrency ${CONCURRENCY}, ${machine.cpus} x ${machine.cpu}, Node ${machine.node}\n\n`);
+      process.stdout.write(line(['mode', 'raw msg/s', 'edge msg/s', 'ratio', 'raw p50', 'edge p50', 'raw p99', 'edge p99', 'raw RSS', 'edge RSS', 'DNS q/run']));
+      for (const s of summary) {
+        process.stdout.write(
+          line([
+            s.mode,
+            s.rawPerSecond.toFixed(0),
+            s.mailedgePerSecond.toFixed(0),
+            s.ratio.toFixed(3),
+            `${s.rawP50.toFixed(1)}ms`,
+            `${s.mailedgeP50.toFixed(1)}ms`,
+            `${s.rawP99.toFixed(1)}ms`,
+            `${s.mailedgeP99.toFixed(1)}ms`,
+            `${s.rawPeakRssMb.toFixed(0)}MB`,
+            `${s.mailedgePeakRssMb.toFixed(0)}MB`,
+            s.mailedgeDnsQueriesPerRun.join('/'),
+          ]),
+        );
+      }
+      process.stdout.write(`\ncold preflight, every DNS answer delayed 20 ms (budget: 2 round trips + 10 ms = 50 ms):\n`);
+      for (const c of coldSummary) process.stdout.write(`  ${c.address}: median ${c.medianMs.toFixed(1)} ms (runs: ${c.runs.map((m) => m.toFixed(1)).join(', ')})\n`);
+      const failures = summary.reduce((n, s) => n + s.failures, 0);
+      process.stdout.write(`\nfailed sends: ${failures}\n`);
+    }
+  } finally {
+    world.close();
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench failed: ${err instanceof Error ? err.stack : String(err)}\n`);
+  process.exitCode = 1;
+});
