@@ -279,7 +279,8 @@ export class SendFailedError extends MailedgeError {
       evidence: [text('response'), text('command') && `after ${text('command')}`].filter(
         (line): line is string => typeof line === 'string' && line.length > 0,
       ),
-      cause,
+      // A redacted copy: Nodemailer's error may quote a server line that echoed the AUTH exchange.
+      cause: Object.assign(new Error(message), { code: text('code'), responseCode, response: text('response'), command: text('command') }),
       mail,
     });
     this.smtpCode = text('code');

@@ -3,6 +3,7 @@
  * FCrDNS → EHLO name, as one report. A verdict is reused until the shortest
  * TTL behind it runs out, and concurrent callers share one verification.
  */
+import { setMaxListeners } from 'node:events';
 import { isIPv6 } from 'node:net';
 import { Resolver, type Lookup } from './dns/resolver.js';
 import { digLine } from './checks/evidence.js';
@@ -81,11 +82,14 @@ export class EdgeVerifier {
 
   private refresh(): Promise<Identity> {
     if (this.inflight) return this.inflight;
-    const running = this.verify().then((fresh) => {
-      this.inflight = undefined;
-      this.cached = this.settle(fresh);
-      return this.cached;
-    });
+    const running = this.verify()
+      .then((fresh) => {
+        this.cached = this.settle(fresh);
+        return this.cached;
+      })
+      .finally(() => {
+        this.inflight = undefined;
+      });
     this.inflight = running;
     return running;
   }
@@ -111,6 +115,8 @@ export class EdgeVerifier {
   private async verify(): Promise<Identity> {
     const { options } = this;
     const controller = new AbortController();
+    // Every lookup of the check listens on this one signal: more than Node's default of ten.
+    setMaxListeners(0, controller.signal);
     // One deadline for the whole chain of lookups, enforced here rather than per query.
     const timer = setTimeout(() => controller.abort(), options.timeout);
     try {
@@ -122,10 +128,11 @@ export class EdgeVerifier {
 
   private async verifyWithin(signal: AbortSignal): Promise<Identity> {
     const { options } = this;
-    const preferFamily = options.localAddress ? (isIPv6(options.localAddress) ? 6 : 4) : null;
+    const fixedEdge = options.publicAddress ?? options.localAddress;
+    // The route must be of the checked address's family, or mail leaves from an unchecked one.
+    const preferFamily = fixedEdge ? (isIPv6(fixedEdge) ? 6 : 4) : null;
     const lookups: Lookup[] = [];
     const checks: CheckResult[] = [];
-    const fixedEdge = options.publicAddress ?? options.localAddress;
     if (options.host === undefined && fixedEdge === undefined) {
       checks.push({
         id: 'edge-address',
@@ -142,8 +149,10 @@ export class EdgeVerifier {
     // When the edge does not depend on the route, both are asked at once: a cold
     // check then costs two DNS round trips (PTR, then forward), not three.
     const fcrdnsOptions = { maxPtrNames: options.maxPtrNames };
-    const early = fixedEdge === undefined ? undefined : checkFcrdns(fixedEdge, this.resolver, signal, fcrdnsOptions);
-    const route = options.host === undefined ? undefined : await resolveRoute(options.host, this.resolver, signal, preferFamily);
+    const [early, route] = await Promise.all([
+      fixedEdge === undefined ? undefined : checkFcrdns(fixedEdge, this.resolver, signal, fcrdnsOptions),
+      options.host === undefined ? undefined : resolveRoute(options.host, this.resolver, signal, preferFamily),
+    ]);
     let addresses: string[] = [];
     let destination: string | null = null;
     if (route !== undefined) {
@@ -254,10 +263,12 @@ export class EdgeVerifier {
   ): Identity {
     const now = this.options.clock.now();
     const temporary = checks.some((c) => c.status === 'temperror');
-    // A temporary verdict is not worth keeping: the next send asks again.
-    const decided = lookups.filter((l) => l.kind !== 'tempfail');
-    const seconds = temporary ? 0 : Math.min(...decided.map((l) => this.resolver.cacheSeconds(l)), this.options.maxTtl);
     const ok = !checks.some((c) => c.status === 'fail' || c.status === 'temperror');
+    // A verdict lives as long as the shortest-lived answer behind it. A temporary one is not kept
+    // at all, and a failure that no DNS answer backs (no route) is kept only briefly.
+    const decided = lookups.filter((l) => l.kind !== 'tempfail').map((l) => this.resolver.expiresAt(l));
+    const ceiling = now + (ok || decided.length > 0 ? this.options.maxTtl : this.options.minTtl) * 1000;
+    const expiresAt = temporary ? now : Math.min(...decided, ceiling);
     return {
       report: {
         ok,
@@ -266,7 +277,7 @@ export class EdgeVerifier {
         destination,
         checks,
         ptrNames: [],
-        expiresAt: now + seconds * 1000,
+        expiresAt,
         stale: false,
       },
       addresses,

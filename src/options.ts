@@ -78,14 +78,21 @@ export const DEFAULTS = {
   ...DEFAULT_TTL_BOUNDS,
 };
 
+function isClock(value: unknown): value is Clock {
+  return (typeof value === 'object' || typeof value === 'function') && value !== null && typeof (value as { now?: unknown }).now === 'function';
+}
+
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-function positiveNumber(value: unknown, option: string): number | undefined {
+/** Node timers fire at once past this many milliseconds, so no duration may exceed it. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+function positiveNumber(value: unknown, option: string, max = MAX_TIMER_MS): number | undefined {
   if (value === undefined) return undefined;
-  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
-    throw new InvalidOptionError(option, `expected a positive number, got ${JSON.stringify(value)}`);
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0 || value > max) {
+    throw new InvalidOptionError(option, `expected a positive number up to ${max}, got ${JSON.stringify(value)}`);
   }
   return value;
 }
@@ -136,22 +143,31 @@ export function resolveEdgeOptions(options: MailedgeOptions): ResolvedEdgeOption
     });
   }
 
+  // Seconds are turned into timer milliseconds, so they share the timer ceiling.
+  const maxSeconds = Math.floor(MAX_TIMER_MS / 1000);
   const timeout = positiveNumber(dns.timeout, 'edge.dns.timeout') ?? DEFAULTS.timeout;
-  const minTtl = positiveNumber(dns.minTtl, 'edge.dns.minTtl') ?? DEFAULTS.minTtl;
-  const maxTtl = positiveNumber(dns.maxTtl, 'edge.dns.maxTtl') ?? DEFAULTS.maxTtl;
-  const maxNegativeTtl = positiveNumber(dns.maxNegativeTtl, 'edge.dns.maxNegativeTtl') ?? DEFAULTS.maxNegativeTtl;
-  const staleFor = dns.staleFor === 0 ? 0 : (positiveNumber(dns.staleFor, 'edge.dns.staleFor') ?? DEFAULTS.staleFor);
+  const minTtl = positiveNumber(dns.minTtl, 'edge.dns.minTtl', maxSeconds) ?? DEFAULTS.minTtl;
+  const maxTtl = positiveNumber(dns.maxTtl, 'edge.dns.maxTtl', maxSeconds) ?? DEFAULTS.maxTtl;
+  const maxNegativeTtl = positiveNumber(dns.maxNegativeTtl, 'edge.dns.maxNegativeTtl', maxSeconds) ?? DEFAULTS.maxNegativeTtl;
+  const staleFor = dns.staleFor === 0 ? 0 : (positiveNumber(dns.staleFor, 'edge.dns.staleFor', maxSeconds) ?? DEFAULTS.staleFor);
   if (minTtl > maxTtl) throw new InvalidOptionError('edge.dns.minTtl', `is larger than edge.dns.maxTtl (${minTtl} > ${maxTtl})`);
+  if (minTtl > maxNegativeTtl) {
+    throw new InvalidOptionError('edge.dns.minTtl', `is larger than edge.dns.maxNegativeTtl (${minTtl} > ${maxNegativeTtl})`);
+  }
   const maxPtrNames = positiveNumber(edge.maxPtrNames, 'edge.maxPtrNames') ?? DEFAULTS.maxPtrNames;
   if (!Number.isInteger(maxPtrNames)) throw new InvalidOptionError('edge.maxPtrNames', 'expected a whole number');
 
-  const clock = edge.clock ?? systemClock;
-  if (!isRecord(clock) || typeof clock.now !== 'function') {
-    throw new InvalidOptionError('edge.clock', 'expected an object with a now() method returning epoch milliseconds');
+  const clock: unknown = edge.clock ?? systemClock;
+  if (!isClock(clock)) {
+    throw new InvalidOptionError('edge.clock', 'expected an object (or Date) with a now() method returning epoch milliseconds');
   }
 
   const publicAddress = ipAddress(edge.publicAddress, 'edge.publicAddress');
   const localAddress = ipAddress(options.localAddress, 'localAddress');
+  // The check is made for the public address's family, the route for the bound one: they must agree.
+  if (publicAddress && localAddress && isIP(publicAddress) !== isIP(localAddress)) {
+    throw new InvalidOptionError('edge.publicAddress', `is IPv${isIP(publicAddress)} but localAddress is IPv${isIP(localAddress)}`);
+  }
 
   if (options.host !== undefined && (typeof options.host !== 'string' || options.host.length === 0)) {
     throw new InvalidOptionError('host', `expected a host name or IP address, got ${JSON.stringify(options.host)}`);
@@ -189,7 +205,7 @@ export function resolveEdgeOptions(options: MailedgeOptions): ResolvedEdgeOption
     maxNegativeTtl,
     staleFor,
     maxPtrNames,
-    clock: clock as unknown as Clock,
+    clock,
     host: options.host,
     port,
     requestedName: options.name,

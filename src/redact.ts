@@ -1,3 +1,4 @@
+import { formatWithOptions } from 'node:util';
 /**
  * Secrets never reach logs, reports or errors. Nodemailer's own errors may
  * quote server responses or commands; everything mailedge prints passes
@@ -36,19 +37,33 @@ function redactValue(value: unknown, redact: (text: string) => string, depth = 0
   return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, redactValue(v, redact, depth + 1)]));
 }
 
+/** What `logger: true` means to Nodemailer, rebuilt here so that it too passes through redaction. */
+function consoleLogger(): Record<(typeof LEVELS)[number], LogMethod> {
+  const write = (level: string) => (_meta: unknown, format: unknown, ...args: unknown[]) =>
+    console.error(`[${new Date().toISOString()}] ${level.toUpperCase()} ${formatWithOptions({ colors: false }, String(format ?? ''), ...args)}`);
+  return Object.fromEntries(LEVELS.map((level) => [level, write(level)])) as Record<(typeof LEVELS)[number], LogMethod>;
+}
+
 /**
- * Wraps a caller's bunyan-style logger so that nothing logged through it, by
- * mailedge or by Nodemailer underneath, carries a secret. `true` and `false`
- * pass through: Nodemailer's console logger already masks AUTH.
+ * Wraps a caller's bunyan-style logger (or `true`, Nodemailer's console
+ * logger) so that nothing logged through it, by mailedge or by Nodemailer
+ * underneath, carries a secret.
  */
 export function redactingLogger<T>(logger: T, redact: (text: string) => string): T {
+  if (logger === true) return redactingLogger(consoleLogger(), redact) as T;
   if (typeof logger !== 'object' || logger === null) return logger;
   const source = logger as Record<string, unknown>;
   const wrapped: Record<string, LogMethod> = {};
   for (const level of LEVELS) {
     const method = source[level];
     if (typeof method !== 'function') continue;
-    wrapped[level] = (...args: unknown[]) => (method as LogMethod).apply(logger, args.map((a) => redactValue(a, redact)));
+    // The format string is applied before redaction, so a secret split across arguments is caught too.
+    wrapped[level] = (meta: unknown, format?: unknown, ...args: unknown[]) =>
+      (method as LogMethod).call(
+        logger,
+        redactValue(meta, redact),
+        ...(format === undefined ? [] : [redact(formatWithOptions({ colors: false }, String(format), ...args))]),
+      );
   }
   return wrapped as T;
 }

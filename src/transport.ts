@@ -43,7 +43,7 @@ interface Decision {
 }
 
 const DEFAULT_CONNECTION_TIMEOUT = 2 * 60 * 1000;
-const FORWARDED_EVENTS = ['idle', 'clear', 'token', 'log', 'error'] as const;
+const FORWARDED_EVENTS = ['idle', 'clear', 'token', 'error'] as const;
 
 export class MailedgeTransport extends EventEmitter {
   readonly edgeOptions: ResolvedEdgeOptions;
@@ -69,7 +69,8 @@ export class MailedgeTransport extends EventEmitter {
     this.edgeOptions = resolveEdgeOptions({ ...options, host: options.host ?? 'localhost' });
     this.verifier = new EdgeVerifier(this.edgeOptions);
     this.redact = secretRedactor(options.auth);
-    this.connectionTimeout = options.connectionTimeout ?? DEFAULT_CONNECTION_TIMEOUT;
+    // Nodemailer reads 0 as "use the default"; so does mailedge.
+    this.connectionTimeout = options.connectionTimeout || DEFAULT_CONNECTION_TIMEOUT;
     const { edge: _edge, ...smtpOptions } = options;
     this.logger = redactingLogger(options.logger, this.redact);
     this.pooled = options.pool === true;
@@ -257,25 +258,32 @@ export class MailedgeTransport extends EventEmitter {
   /** Nodemailer's per-connection hook: verify (usually from cache), bind, connect, name. */
   private getSocket(callback: (err: Error | null, socketOptions?: { connection: Socket; name: string }) => void): void {
     const startedAt = Date.now();
-    this.verifier
-      .identity()
-      .then(async (identity) => {
-        // The send that opened this connection has already announced any warning.
-        const decision = this.decide(identity, undefined, false);
-        const socket = await this.connect(identity.addresses, startedAt);
-        callback(null, { connection: socket, name: decision.name });
-      })
-      .catch((err: Error) => callback(err));
+    const opening = async (): Promise<{ connection: Socket; name: string }> => {
+      const identity = await this.verifier.identity();
+      // The send that opened this connection has already announced any warning.
+      const decision = this.decide(identity, undefined, false);
+      return { connection: await this.connect(identity, startedAt), name: decision.name };
+    };
+    // Two-armed then: an exception thrown by Nodemailer's callback must not call it a second time.
+    opening().then(
+      (socketOptions) => callback(null, socketOptions),
+      (err: Error) => callback(err),
+    );
   }
 
-  /** Connects to the checked route addresses in turn, from the configured local address. */
-  private async connect(addresses: readonly string[], startedAt: number): Promise<Socket> {
+  /**
+   * Connects to the checked route addresses in turn. The source is the bound
+   * localAddress, or the address the kernel chose when the edge was checked:
+   * binding it keeps a route change from putting an unchecked address on the wire.
+   */
+  private async connect(identity: Identity, startedAt: number): Promise<Socket> {
+    const source = this.edgeOptions.localAddress ?? (identity.edge?.origin === 'kernel' ? identity.edge.address : undefined);
     let lastError: Error = new Error('no address to connect to');
-    for (const address of addresses) {
+    for (const address of identity.addresses) {
       const remaining = this.connectionTimeout - (Date.now() - startedAt);
       if (remaining <= 0) break;
       try {
-        return await openSocket(address, this.edgeOptions.port, this.edgeOptions.localAddress, remaining);
+        return await openSocket(address, this.edgeOptions.port, source, remaining);
       } catch (err) {
         lastError = err as Error;
       }

@@ -155,108 +155,74 @@ export async function checkFcrdns(
     evidence: [ptrEvidence, ...capNote],
   };
   const evidence = [...forwards.map((f) => digLine(f)), ...invalidEvidence, ...capNote];
-  const confirming = ptrNames.filter((p) => p.confirms);
-  const unconfirmed = ptrNames.filter((p) => !p.confirms);
-  const temp = forwards.filter((f) => f.kind === 'tempfail');
   const expected = `every PTR name has an ${forwardType} record of ${edge}`;
   const lookups = [ptr, ...forwards];
-  const describe = (p: PtrNameResult): string =>
-    p.invalid
-      ? `"${printable(p.name)}" ${p.invalid}`
-      : `${printable(p.name)} → ${p.addresses.length ? p.addresses.join(', ') : p.outcome}`;
-
-  if (confirming.length > 0 && unconfirmed.length === 0 && !capped) {
-    const multiple = confirming.length > 1;
-    const name = (confirming[0]?.name ?? '').toLowerCase();
-    return {
-      checks: [
-        ptrCheck,
-        {
-          id: 'fcrdns',
-          status: multiple ? 'warn' : 'pass',
-          expected,
-          actual: multiple
-            ? `${confirming.length} PTR names, all confirming: ${confirming.map((p) => p.name).join(', ')}`
-            : `${name} → ${edge}`,
-          code: multiple ? 'PTR_MULTIPLE' : null,
-          hint: multiple
-            ? `Works, but keep one PTR name per address: remove all but ${name} from ${arpa}.`
-            : null,
-          evidence,
-        },
-      ],
-      ptrNames,
-      name,
-      lookups,
-    };
-  }
-
-  // A name we could not look up leaves the verdict open, unless another name already decides it.
-  const decidedBad = unconfirmed.filter((p) => !temp.some((t) => t.name === p.name));
-  if (temp.length > 0 && decidedBad.length === 0 && !capped) {
-    return {
-      checks: [
-        ptrCheck,
-        {
-          id: 'fcrdns',
-          status: 'temperror',
-          expected,
-          actual: `forward lookup failed temporarily for ${temp.map((t) => printable(t.name)).join(', ')}`,
-          code: 'DNS_TEMPFAIL',
-          hint: "Retry later; if it persists, check that the resolvers answer for the PTR name's zone.",
-          evidence,
-        },
-      ],
-      ptrNames,
-      name: null,
-      lookups,
-    };
-  }
-
-  if (confirming.length > 0) {
-    const keep = confirming[0]?.name ?? '';
-    const stale = unconfirmed.map((p) => p.name);
-    return {
-      checks: [
-        ptrCheck,
-        {
-          id: 'fcrdns',
-          status: 'fail',
-          expected,
-          actual: `${ptrNames.length}${capped ? `+ (of ${allNames.length})` : ''} PTR names; confirming: ${confirming.map(describe).join('; ')}; not confirming: ${unconfirmed.map(describe).join('; ')}`,
-          code: 'PTR_AMBIGUOUS',
-          hint: capped
-            ? `Remove the extra PTR records at ${arpa}: ${allNames.length} names, keep only "${arpa}. 3600 IN PTR ${keep}." ${PTR_OWNER_NOTE}`
-            : `Remove the PTR record${stale.length > 1 ? 's' : ''} ${stale.map((n) => `"${printable(n)}"`).join(', ')} from ${arpa} (receivers that read only the first PTR answer reject at random), keeping "${arpa}. 3600 IN PTR ${keep}."; or give ${stale.length > 1 ? 'them' : 'it'} an ${forwardType} record of ${edge}. ${PTR_OWNER_NOTE}`,
-          evidence,
-        },
-      ],
-      ptrNames,
-      name: null,
-      lookups,
-    };
-  }
-
-  const target = valid[0]?.name ?? '';
-  const targetResult = ptrNames.find((p) => p.name === target);
-  const now = targetResult?.addresses.length ? targetResult.addresses.join(', ') : `no ${forwardType} record`;
-  return {
-    checks: [
-      ptrCheck,
-      {
-        id: 'fcrdns',
-        status: 'fail',
-        expected,
-        actual: ptrNames.map(describe).join('; '),
-        code: 'FCRDNS_MISMATCH',
-        hint: `Point the PTR name back at the edge address: publish "${printable(target)}. 3600 IN ${forwardType} ${edge}" (now: ${now}) in the zone of ${printable(target)}, or change the PTR at ${arpa} to a name that already resolves to ${edge}.`,
-        evidence,
-      },
-    ],
+  const verdict = (status: CheckResult['status'], code: CheckResult['code'], actual: string, hint: string | null, name: string | null = null): FcrdnsVerdict => ({
+    checks: [ptrCheck, { id: 'fcrdns', status, expected, actual, code, hint, evidence }],
     ptrNames,
-    name: null,
+    name,
     lookups,
-  };
+  });
+  const describe = (p: PtrNameResult): string =>
+    p.invalid ? `"${printable(p.name)}" ${p.invalid}` : `${printable(p.name)} → ${p.addresses.length ? p.addresses.join(', ') : p.outcome}`;
+  const confirming = ptrNames.filter((p) => p.confirms);
+  const invalidNames = ptrNames.filter((p) => p.invalid !== null);
+  const pending = ptrNames.filter((p) => p.invalid === null && forwardByName.get(p.name)?.kind === 'tempfail');
+  const refuted = ptrNames.filter((p) => p.invalid === null && !p.confirms && !pending.includes(p));
+  const keep = confirming[0]?.name ?? valid[0]?.name ?? '';
+  const keepRecord = `"${arpa}. 3600 IN PTR ${printable(keep)}."`;
+
+  // More names than examined: a receiver may pick any of them, so no verdict can vouch for all.
+  if (capped) {
+    return verdict(
+      'fail',
+      'PTR_AMBIGUOUS',
+      `${allNames.length} PTR names at ${arpa}; examined ${examined.length}: ${ptrNames.map(describe).join('; ')}`,
+      `Remove the extra PTR records at ${arpa}, keeping only ${keepRecord} ${PTR_OWNER_NOTE}`,
+    );
+  }
+  // No name maps back: whatever else is wrong, the forward record is the fix.
+  if (confirming.length === 0 && refuted.length > 0) {
+    const target = refuted[0] as PtrNameResult;
+    const now = target.addresses.length ? target.addresses.join(', ') : `no ${forwardType} record`;
+    return verdict(
+      'fail',
+      'FCRDNS_MISMATCH',
+      ptrNames.map(describe).join('; '),
+      `Point the PTR name back at the edge address: publish "${printable(target.name)}. 3600 IN ${forwardType} ${edge}" (now: ${now}) in the zone of ${printable(target.name)}, or change the PTR at ${arpa} to a name that already resolves to ${edge}.`,
+    );
+  }
+  // Receivers that read only the first PTR answer take any of the names: every one must confirm.
+  const stale = [...invalidNames, ...refuted];
+  if (stale.length > 0) {
+    const them = stale.length > 1 ? 'them' : 'it';
+    return verdict(
+      'fail',
+      'PTR_AMBIGUOUS',
+      `${ptrNames.length} PTR names; confirming: ${confirming.map(describe).join('; ') || 'none yet'}; not confirming: ${stale.map(describe).join('; ')}`,
+      `Remove the PTR record${stale.length > 1 ? 's' : ''} ${stale.map((p) => `"${printable(p.name)}"`).join(', ')} from ${arpa} (receivers that read only the first PTR answer reject at random), keeping ${keepRecord}${refuted.length > 0 && invalidNames.length === 0 ? `; or give ${them} an ${forwardType} record of ${edge}` : ''}. ${PTR_OWNER_NOTE}`,
+    );
+  }
+  // Only lookups that did not complete stand between us and a verdict.
+  if (pending.length > 0) {
+    return verdict(
+      'temperror',
+      'DNS_TEMPFAIL',
+      `forward lookup failed temporarily for ${pending.map((p) => printable(p.name)).join(', ')}`,
+      "Retry later; if it persists, check that the resolvers answer for the PTR name's zone.",
+    );
+  }
+  const name = keep.toLowerCase();
+  if (confirming.length > 1) {
+    return verdict(
+      'warn',
+      'PTR_MULTIPLE',
+      `${confirming.length} PTR names, all confirming: ${confirming.map((p) => p.name).join(', ')}`,
+      `Works, but keep one PTR name per address: remove all but ${name} from ${arpa}.`,
+      name,
+    );
+  }
+  return verdict('pass', null, `${name} → ${edge}`, null, name);
 }
 
 function uniqueNames(names: string[]): string[] {

@@ -8,7 +8,7 @@
 import { createSocket } from 'node:dgram';
 import { randomInt } from 'node:crypto';
 import { connect } from 'node:net';
-import { buildQuery, decodeMessage, nameKey, Rcode, type DnsMessage } from './wire.js';
+import { buildQuery, decodeMessage, nameKey, Rcode, rcodeName, type DnsMessage } from './wire.js';
 import { formatServer, type DnsServerAddress } from './servers.js';
 
 export type TempReason = 'timeout' | 'servfail' | 'refused' | 'unreachable' | 'malformed';
@@ -41,10 +41,6 @@ export class DnsClient {
     this.passes = options.passes ?? 2;
   }
 
-  get servers(): readonly DnsServerAddress[] {
-    return this.options.servers;
-  }
-
   async query(name: string, type: number, signal: AbortSignal): Promise<QueryOutcome> {
     const failures: Array<{ reason: TempReason; detail: string }> = [];
     for (let pass = 0; pass < this.passes; pass++) {
@@ -69,7 +65,7 @@ export class DnsClient {
           return { kind: 'message', message: attempt.message, server: label, transport };
         }
         const reason: TempReason = rcode === Rcode.REFUSED ? 'refused' : rcode === Rcode.SERVFAIL ? 'servfail' : 'malformed';
-        failures.push({ reason, detail: `${label}: answered ${rcodeText(rcode)}` });
+        failures.push({ reason, detail: `${label}: answered ${rcodeName(rcode)}` });
       }
     }
     return this.giveUp(failures);
@@ -167,6 +163,8 @@ export class DnsClient {
           if (buffered.length < 2 + size) return;
           const parsed = parseResponse(buffered.subarray(2, 2 + size), id, name, type);
           buffered = buffered.subarray(2 + size);
+          // A truncated answer over TCP has nowhere further to go: its records are incomplete.
+          if (parsed.kind === 'ok' && parsed.message.truncated) return finish({ kind: 'failed', reason: 'malformed', detail: 'tcp: answer still truncated' });
           if (parsed.kind === 'ok') return finish({ kind: 'message', message: parsed.message });
           if (parsed.kind === 'malformed') return finish({ kind: 'failed', reason: 'malformed', detail: `tcp: ${parsed.detail}` });
         }
@@ -176,10 +174,7 @@ export class DnsClient {
   }
 }
 
-function rcodeText(rcode: number): string {
-  const names: Record<number, string> = { 1: 'FORMERR', 2: 'SERVFAIL', 4: 'NOTIMP', 5: 'REFUSED' };
-  return names[rcode] ?? `RCODE ${rcode}`;
-}
+const ERROR_RCODES = new Set<number>([Rcode.FORMERR, Rcode.SERVFAIL, Rcode.NOTIMP, Rcode.REFUSED]);
 
 type Parsed = { kind: 'ok'; message: DnsMessage } | { kind: 'ignore' } | { kind: 'malformed'; detail: string };
 
@@ -198,7 +193,9 @@ function parseResponse(buf: Buffer, id: number, name: string, type: number): Par
   }
   if (!message.response) return { kind: 'ignore' };
   const question = message.questions[0];
-  if (!question) return message.rcode !== Rcode.NOERROR ? { kind: 'ok', message } : { kind: 'ignore' };
+  // Without a question only an error is believable (servers omit it from FORMERR and the like);
+  // a question-less NOERROR or NXDOMAIN could answer anything, so it is not taken as a verdict.
+  if (!question) return ERROR_RCODES.has(message.rcode) ? { kind: 'ok', message } : { kind: 'ignore' };
   if (message.questions.length !== 1) return { kind: 'ignore' };
   if (question.type !== type || question.class !== 1 || nameKey(question.name) !== nameKey(name)) return { kind: 'ignore' };
   return { kind: 'ok', message };

@@ -45,10 +45,6 @@ export interface ResolverOptions extends TtlBounds {
   maxCnameHops?: number;
 }
 
-interface CacheEntry {
-  lookup: Lookup;
-  expiresAt: number;
-}
 
 const TYPE_CODES: Record<LookupType, number> = {
   A: RecordType.A,
@@ -60,7 +56,9 @@ const TYPE_CODES: Record<LookupType, number> = {
 
 export class Resolver {
   readonly client: DnsClient;
-  private readonly cache = new Map<string, CacheEntry>();
+  private readonly cache = new Map<string, Lookup>();
+  /** When each answer handed out stops being valid: a cached answer keeps its first expiry, not a fresh TTL. */
+  private readonly expiry = new WeakMap<Lookup, number>();
   private readonly inflight = new Map<string, Promise<Lookup>>();
   private readonly maxCnameHops: number;
 
@@ -85,23 +83,21 @@ export class Resolver {
       name = labelsToName(nameToLabels(rawName));
     } catch (err) {
       if (!(err instanceof WireFormatError)) throw err;
-      return Promise.resolve({ kind: 'nxdomain', name: rawName, type, cnames: [], ttl: 0, server: 'not asked', note: err.message });
+      return Promise.resolve(this.remember({ kind: 'nxdomain', name: rawName, type, cnames: [], ttl: 0, server: 'not asked', note: err.message }));
     }
     const key = `${type} ${nameKey(name)}`;
     const now = this.options.clock.now();
     const cached = this.cache.get(key);
-    if (cached && cached.expiresAt > now) return Promise.resolve(cached.lookup);
+    if (cached && this.expiresAt(cached) > now) return Promise.resolve(cached);
     const running = this.inflight.get(key);
     if (running) return running;
-    const promise = this.resolveChain(name, type, signal).then((lookup) => {
-      this.inflight.delete(key);
-      if (lookup.kind !== 'tempfail') {
-        this.cache.set(key, { lookup, expiresAt: this.options.clock.now() + this.cacheSeconds(lookup) * 1000 });
-      } else {
-        this.cache.delete(key);
-      }
-      return lookup;
-    });
+    const promise = this.resolveChain(name, type, signal)
+      .then((lookup) => {
+        if (lookup.kind === 'tempfail') this.cache.delete(key);
+        else this.cache.set(key, this.remember(lookup));
+        return lookup;
+      })
+      .finally(() => this.inflight.delete(key));
     this.inflight.set(key, promise);
     return promise;
   }
@@ -109,6 +105,16 @@ export class Resolver {
   /** Forget every cached answer (the next lookups go to the wire). */
   clear(): void {
     this.cache.clear();
+  }
+
+  /** Epoch ms at which this answer stops being valid; now for a temporary failure. */
+  expiresAt(lookup: Lookup): number {
+    return this.expiry.get(lookup) ?? this.options.clock.now();
+  }
+
+  private remember(lookup: Lookup): Lookup {
+    this.expiry.set(lookup, this.options.clock.now() + this.cacheSeconds(lookup) * 1000);
+    return lookup;
   }
 
   /** Seconds a lookup may be reused, after the documented clamps. */
@@ -149,13 +155,14 @@ export class Resolver {
         };
       }
       const owner = walked.cnames.at(-1)?.target ?? current;
-      const ownerChanged = nameKey(owner) !== nameKey(current);
-      // The server stopped at a CNAME whose target it does not serve: ask for the target.
-      if (ownerChanged && outcome.message.rcode === Rcode.NOERROR && !hasNegativeProof(outcome.message, owner)) {
+      const soa = outcome.message.authorities.find((r) => r.type === 'SOA');
+      // The server stopped at a CNAME whose target it does not serve (no SOA to say the target is empty): ask for the target.
+      if (nameKey(owner) !== nameKey(current) && outcome.message.rcode === Rcode.NOERROR && !soa) {
         current = owner;
         continue;
       }
-      const negativeTtl = soaNegativeTtl(outcome.message);
+      // RFC 2308 section 5: the negative TTL is the lesser of the SOA's TTL and its MINIMUM field.
+      const negativeTtl = soa?.type === 'SOA' ? Math.min(soa.ttl, soa.minimum) : 0;
       const note = walked.ignored.length > 0 ? `ignored ${walked.ignored.join(', ')}` : undefined;
       return {
         kind: outcome.message.rcode === Rcode.NXDOMAIN ? 'nxdomain' : 'nodata',
@@ -187,9 +194,9 @@ function walkAnswer(message: DnsMessage, start: string, typeCode: number): Walke
   const result: Walked = { cnames: [], records: [], ignored: [] };
   let owner = nameKey(start);
   const visited = new Set<string>([owner]);
-  for (;;) {
+  while (typeCode !== RecordType.CNAME) {
     const cname = message.answers.find((r) => r.type === 'CNAME' && nameKey(r.name) === owner);
-    if (!cname || cname.type !== 'CNAME' || typeCode === RecordType.CNAME) break;
+    if (cname?.type !== 'CNAME') break;
     result.cnames.push({ target: cname.target, ttl: cname.ttl });
     owner = nameKey(cname.target);
     if (visited.has(owner)) break;
@@ -201,17 +208,6 @@ function walkAnswer(message: DnsMessage, start: string, typeCode: number): Walke
     else if (record.type !== 'CNAME') result.ignored.push(`${record.type === 'OTHER' ? `TYPE${record.typeCode}` : record.type} at ${record.name}`);
   }
   return result;
-}
-
-function hasNegativeProof(message: DnsMessage, _owner: string): boolean {
-  return message.authorities.some((r) => r.type === 'SOA');
-}
-
-/** RFC 2308 section 5: the negative TTL is the lesser of the SOA's TTL and its MINIMUM field. */
-function soaNegativeTtl(message: DnsMessage): number {
-  const soa = message.authorities.find((r) => r.type === 'SOA');
-  if (!soa || soa.type !== 'SOA') return 0;
-  return Math.min(soa.ttl, soa.minimum);
 }
 
 export function describeTemp(reason: TempReason): string {

@@ -37,12 +37,14 @@ export async function resolveRoute(
   const families: Array<4 | 6> = preferFamily === null ? [4, 6] : [preferFamily];
   // An internationalised host name is asked in its punycode form, as every resolver stores it.
   const asciiHost = /[^\x00-\x7f]/.test(host) ? domainToASCII(host) || host : host;
-  const lookups = await Promise.all(families.map((f) => resolver.lookup(asciiHost, f === 4 ? 'A' : 'AAAA', signal)));
-  for (const [index, lookup] of lookups.entries()) {
-    if (lookup.kind === 'answer') {
-      const addresses = lookup.records.flatMap((r) => (r.type === 'A' || r.type === 'AAAA' ? [r.address] : []));
-      if (addresses.length > 0) return { kind: 'ok', host, addresses, family: families[index] ?? 4, lookups };
-    }
+  // Families in order of preference, one at a time: a resolver that drops AAAA
+  // queries must not cost the deadline when the A record already answers.
+  const lookups: Lookup[] = [];
+  for (const family of families) {
+    const lookup = await resolver.lookup(asciiHost, family === 4 ? 'A' : 'AAAA', signal);
+    lookups.push(lookup);
+    const addresses = lookup.kind === 'answer' ? lookup.records.flatMap((r) => (r.type === 'A' || r.type === 'AAAA' ? [r.address] : [])) : [];
+    if (addresses.length > 0) return { kind: 'ok', host, addresses, family, lookups };
   }
   const temporary = lookups.some((l) => l.kind === 'tempfail');
   return {
