@@ -269,13 +269,10 @@ export class SendFailedError extends MailedgeError {
       typeof source[key] === 'string' ? redact(source[key]) : undefined;
     const responseCode = typeof source.responseCode === 'number' ? source.responseCode : undefined;
     const message = text('message') ?? String(cause);
+    const why = sendFailureKind(responseCode, text('code'), message);
     super('SEND_FAILED', redact(`Sending failed: ${message}`), {
-      // Only an explicit 5xx from the receiver is final; connection drops and timeouts may pass.
-      permanent: responseCode !== undefined && responseCode >= 500 && responseCode < 600,
-      hint:
-        responseCode !== undefined && responseCode >= 500
-          ? 'The receiver refused permanently: read its response before retrying.'
-          : 'Temporary failure: retry later.',
+      permanent: why !== 'temporary',
+      hint: SEND_FAILURE_HINTS[why],
       evidence: [text('response'), text('command') && `after ${text('command')}`].filter(
         (line): line is string => typeof line === 'string' && line.length > 0,
       ),
@@ -292,6 +289,23 @@ export class SendFailedError extends MailedgeError {
   override toJSON(): Record<string, unknown> {
     return { ...super.toJSON(), smtpCode: this.smtpCode, responseCode: this.responseCode, response: this.response };
   }
+}
+
+type SendFailureKind = 'rejected' | 'message' | 'certificate' | 'temporary';
+
+const SEND_FAILURE_HINTS: Record<SendFailureKind, string> = {
+  rejected: 'The receiver refused permanently (5xx): read its response before retrying.',
+  message: 'The message itself cannot be sent (no valid recipients, or it cannot be composed): correct it; retrying will not help.',
+  certificate: "The receiver's TLS certificate does not verify for this host name: fix the host name, the certificate or the tls.ca option; retrying will not help.",
+  temporary: 'Temporary failure (4xx reply, connection refused, dropped or timed out): retry later.',
+};
+
+/** Only what retrying cannot change is permanent: a 5xx, a message that cannot be sent, a certificate that does not verify. */
+function sendFailureKind(responseCode: number | undefined, smtpCode: string | undefined, message: string): SendFailureKind {
+  if (responseCode !== undefined) return responseCode >= 500 && responseCode < 600 ? 'rejected' : 'temporary';
+  if (smtpCode === 'EENVELOPE' || smtpCode === 'EMESSAGE') return 'message';
+  if (/certificate|altnames|self[- ]signed|unable to verify/i.test(message)) return 'certificate';
+  return 'temporary';
 }
 
 export class PreflightFailedError extends MailedgeError {

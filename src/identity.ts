@@ -37,11 +37,15 @@ export function createResolver(options: ResolvedEdgeOptions): Resolver {
   });
 }
 
+/** RFC 8767 section 5 suggests 1.8 s before answering stale. */
+const STALE_ANSWER_WAIT_MS = 1_800;
+
 export class EdgeVerifier {
   private cached: Identity | undefined;
   private inflight: Promise<Identity> | undefined;
   /** The last identity that passed, kept to serve stale through a DNS outage (RFC 8767 spirit). */
   private confirmed: Identity | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly options: ResolvedEdgeOptions,
@@ -55,29 +59,41 @@ export class EdgeVerifier {
   }
 
   /**
-   * The identity, verified now or reused from cache. Never rejects. While a
-   * stale identity is being served, callers get it at once and the retry runs
-   * in the background: a DNS outage must not add a timeout to every send.
+   * The identity, verified now or reused from cache. Never rejects. Once a
+   * confirmed identity has expired, sends wait for its re-verification at most
+   * a short while (RFC 8767's client response timer); past that, or when the
+   * refresh fails only temporarily, they get the identity stale while the
+   * retry goes on in the background. A DNS outage never adds its timeout to
+   * every send.
    */
   identity(): Promise<Identity> {
     const cached = this.current();
     if (cached) return Promise.resolve(cached);
-    if (this.cached?.report.stale && this.options.clock.now() < this.staleUntil()) {
-      void this.refresh();
-      return Promise.resolve(this.cached);
-    }
-    return this.refresh();
+    const refreshing = this.refresh();
+    const confirmed = this.confirmed;
+    if (!confirmed || this.options.clock.now() >= this.staleUntil()) return refreshing;
+    if (this.cached?.report.stale) return Promise.resolve(this.cached);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(this.serveStale(confirmed, 're-verification is still running')), this.staleAnswerWait());
+      void refreshing.then((identity) => {
+        clearTimeout(timer);
+        resolve(identity);
+      });
+    });
   }
 
-  /** Forget the cached verdict and DNS answers: the next call asks DNS again. */
-  forget(): void {
-    this.cached = undefined;
-    this.confirmed = undefined;
-    this.resolver.clear();
+  /** Stops the background retry; the transport calls this from close(). */
+  dispose(): void {
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
   }
 
   private staleUntil(): number {
     return this.confirmed ? this.confirmed.report.expiresAt + this.options.staleFor * 1000 : 0;
+  }
+
+  private staleAnswerWait(): number {
+    return Math.min(STALE_ANSWER_WAIT_MS, this.options.timeout);
   }
 
   private refresh(): Promise<Identity> {
@@ -96,20 +112,27 @@ export class EdgeVerifier {
 
   /** Decides what a fresh verdict means for the identity in use. */
   private settle(fresh: Identity): Identity {
-    const now = this.options.clock.now();
     const temporaryOnly = !fresh.report.ok && !fresh.report.checks.some((c) => c.status === 'fail');
     const confirmed = this.confirmed;
-    if (temporaryOnly && confirmed && now < this.staleUntil()) {
-      // Retry no sooner than minTtl, and never serve past the stale window.
-      const retryAt = Math.min(now + this.options.minTtl * 1000, this.staleUntil());
-      return {
-        ...confirmed,
-        report: { ...confirmed.report, stale: true, expiresAt: retryAt, staleReason: failureSummary(fresh) },
-      };
+    if (temporaryOnly && confirmed && this.options.clock.now() < this.staleUntil()) {
+      return this.serveStale(confirmed, failureSummary(fresh));
     }
     // A pass renews the identity; a permanent failure ends it at once.
     this.confirmed = fresh.report.ok ? fresh : temporaryOnly ? this.confirmed : undefined;
+    if (this.confirmed !== confirmed) this.dispose();
     return fresh;
+  }
+
+  /** The confirmed identity, marked stale until the next retry (every minTtl, never past the window). */
+  private serveStale(confirmed: Identity, reason: string): Identity {
+    const now = this.options.clock.now();
+    const retryAt = Math.min(now + this.options.minTtl * 1000, this.staleUntil());
+    const stale: Identity = { ...confirmed, report: { ...confirmed.report, stale: true, expiresAt: retryAt, staleReason: reason } };
+    this.cached = stale;
+    clearTimeout(this.retryTimer);
+    // Retry without waiting for a send to ask; unref'd, so it never keeps a process alive.
+    this.retryTimer = setTimeout(() => void this.refresh(), Math.max(0, retryAt - now)).unref();
+    return stale;
   }
 
   private async verify(): Promise<Identity> {

@@ -139,6 +139,7 @@ export class MailedgeTransport extends EventEmitter {
   }
 
   close(): void {
+    this.verifier.dispose();
     this.mailer.close();
     for (const old of this.retiring) old.close();
     this.retiring.clear();

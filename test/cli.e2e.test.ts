@@ -135,6 +135,14 @@ describe('mailedge send', () => {
     expect(world.strict.connections).toBe(0);
   });
 
+  it('says on stderr when warn mode sends with an unverified name, and marks it in the JSON', async () => {
+    const result = await run([...sendArgs('127.0.0.3'), '--mode', 'warn'].map((a) => (a === String(world.strict.port) ? String(world.plain.port) : a === 'smtp.relay.test' ? 'plain.relay.test' : a)));
+    expect(result.code).toBe(0);
+    expect(JSON.parse(result.stdout)).toMatchObject({ ok: true, name: '[127.0.0.3]', verified: false, stale: false });
+    expect(result.stderr).toContain('warning [UNVERIFIED_SEND]');
+    expect(result.stderr).toContain('FCRDNS_MISMATCH');
+  });
+
   it('exits 2 when DNS does not answer', async () => {
     const args = sendArgs('127.0.0.2').map((a) => (a === world.dns.server ? '127.0.0.1:9' : a));
     const result = await run([...args, '--dns-timeout', '800']);
@@ -165,11 +173,28 @@ describe('usage', () => {
     [['send', '--host', '127.0.0.1', '--to', 'a@b.test'], '--from'],
     [['send', '--host', '127.0.0.1', '--from', 'a@b.test', '--port', '0', '--to', 'x@y.test'], '--port'],
     [['frobnicate'], 'frobnicate'],
+    [[], 'command'],
+    [['check'], '--host'],
   ])('%j exits 64 naming %s on one line', async (args, flag) => {
     const result = await run(args);
     expect(result.code).toBe(64);
     expect(result.stderr.trim().split('\n')).toHaveLength(1);
     expect(result.stderr).toContain(flag);
+  });
+
+  it.each([
+    [{ MAILEDGE_DNS: 'nonsense' }, 'MAILEDGE_DNS'],
+    [{ MAILEDGE_LOCAL_ADDRESS: 'mail.example.com' }, 'MAILEDGE_LOCAL_ADDRESS'],
+    [{ SMTP_PORT: '99999', MAILEDGE_LOCAL_ADDRESS: '127.0.0.2' }, 'SMTP_PORT'],
+  ])('a bad environment value %j exits 64 naming the variable %s', async (env, variable) => {
+    const result = await run(['check', '--host', '127.0.0.1'], { env });
+    expect(result.code).toBe(64);
+    expect(result.stderr).toContain(variable);
+  });
+
+  it('ignores MAILEDGE_MODE for check, which has no mode', async () => {
+    const result = await run(['check', '--local-address', '127.0.0.2', ...dnsFlags(), '--json'], { env: { MAILEDGE_MODE: 'bogus' } });
+    expect(result.code).toBe(0);
   });
 
   it.each([['check'], ['send'], ['demo'], []])('%j --help exits 0', async (...command) => {

@@ -82,7 +82,7 @@ describe('implicit TLS to a resolved address', () => {
       const err = await transport.sendMail({ ...message }).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(SendFailedError);
       expect((err as SendFailedError).message).toMatch(/altnames|does not match|certificate/i);
-      expect((err as SendFailedError).permanent).toBe(false);
+      expect((err as SendFailedError).permanent).toBe(true);
     } finally {
       transport.close();
     }

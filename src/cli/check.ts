@@ -3,7 +3,7 @@ import { renderReport } from '../report/human.js';
 import { toJsonReport } from '../report/json.js';
 import type { PreflightReport } from '../checks/types.js';
 import { EDGE_FLAGS, parseFlags } from './args.js';
-import { EXIT, useColor, type CliIo } from './io.js';
+import { EXIT, UsageError, useColor, type CliIo } from './io.js';
 import { environment, transportOptions } from './settings.js';
 
 export const CHECK_USAGE = `Usage: mailedge check [options]
@@ -35,7 +35,10 @@ export async function checkCommand(args: string[], io: CliIo): Promise<number> {
     io.stdout.write(CHECK_USAGE);
     return EXIT.ok;
   }
-  const options = transportOptions(flags, environment(io));
+  const options = transportOptions(flags, environment(io), { withMode: false });
+  if (!options.host && !options.localAddress && !options.edge?.publicAddress) {
+    throw new UsageError('--host: give the destination, or --local-address / --public-address (or SMTP_HOST, MAILEDGE_LOCAL_ADDRESS)');
+  }
   const report = await preflight(options);
   io.stdout.write(flags.json ? `${JSON.stringify(toJsonReport(report), null, 2)}\n` : renderReport(report, { color: useColor(io) }));
   return exitCodeFor(report);

@@ -24,9 +24,13 @@ const COMMANDS: Record<string, { run: (args: string[], io: CliIo) => Promise<num
 /** Runs one CLI invocation and returns its exit code; never calls process.exit. */
 export async function runCli(argv: string[], io: CliIo): Promise<number> {
   const [name, ...rest] = argv;
-  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+  if (name === undefined) {
+    io.stderr.write('mailedge: a command is needed: check, send or demo (mailedge --help)\n');
+    return EXIT.usage;
+  }
+  if (name === '--help' || name === '-h' || name === 'help') {
     io.stdout.write(USAGE);
-    return name === undefined ? EXIT.usage : EXIT.ok;
+    return EXIT.ok;
   }
   const command = COMMANDS[name];
   if (!command) {

@@ -1,4 +1,4 @@
-import { createTransport } from '../transport.js';
+import { createTransport, type MailedgeWarning } from '../transport.js';
 import { MailedgeError } from '../errors.js';
 import { printable } from '../checks/hostname.js';
 import { EDGE_FLAGS, parseFlags } from './args.js';
@@ -47,11 +47,13 @@ export async function sendCommand(args: string[], io: CliIo): Promise<number> {
     return EXIT.ok;
   }
   const env = environment(io);
-  const options = transportOptions(flags, env);
+  const options = transportOptions(flags, env, { withMode: true });
   if (!options.host) throw new UsageError('--host: required (or set SMTP_HOST)');
   if (!flags.from) throw new UsageError('--from: required');
   if (!flags.to || flags.to.length === 0) throw new UsageError('--to: required');
   const transport = createTransport({ ...options, ...(flags['ignore-tls'] ? { ignoreTLS: true } : {}) });
+  // Warnings (warn-mode sends, a replaced name, a stale identity) go to stderr, so --json stays parseable.
+  transport.on('warning', (warning: MailedgeWarning) => void io.stderr.write(`warning [${warning.code}]: ${printable(warning.message)}\n`));
   try {
     const info = await transport.sendMail({
       from: flags.from,
@@ -60,9 +62,11 @@ export async function sendCommand(args: string[], io: CliIo): Promise<number> {
       text: flags.text ?? 'Sent by mailedge.',
     });
     if (flags.json) {
-      io.stdout.write(`${JSON.stringify({ ok: true, name: info.edge.name, address: info.edge.address, messageId: info.messageId, response: info.response })}\n`);
+      const { name, address, verified, stale } = info.edge;
+      io.stdout.write(`${JSON.stringify({ ok: true, name, address, verified, stale, messageId: info.messageId, response: info.response })}\n`);
     } else {
-      io.stdout.write(`sent from ${info.edge.address} as ${info.edge.name}: ${info.response}\n`);
+      const caveat = info.edge.verified ? (info.edge.stale ? ' (identity served stale)' : '') : ' (UNVERIFIED: warn mode)';
+      io.stdout.write(`sent from ${info.edge.address} as ${info.edge.name}${caveat}: ${info.response}\n`);
     }
     return EXIT.ok;
   } catch (err) {

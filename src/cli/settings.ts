@@ -26,35 +26,52 @@ export interface EdgeFlags {
   mode?: string;
 }
 
-function ipFlag(flag: string, value: string | undefined): string | undefined {
-  if (value === undefined || value === '') return undefined;
-  if (isIP(value) === 0) throw new UsageError(`--${flag}: expected an IP address, got ${JSON.stringify(value)}`);
+/** A setting's value and the name to blame when it is wrong: the flag, or the variable it came from. */
+interface Setting {
+  value: string | undefined;
+  source: string;
+}
+
+function setting(flags: EdgeFlags, env: Record<string, string | undefined>, flag: keyof EdgeFlags, variable: string): Setting {
+  const fromFlag = flags[flag];
+  if (typeof fromFlag === 'string') return { value: fromFlag, source: `--${flag}` };
+  return { value: env[variable] === '' ? undefined : env[variable], source: variable };
+}
+
+function ipSetting({ value, source }: Setting): string | undefined {
+  if (value === undefined) return undefined;
+  if (isIP(value) === 0) throw new UsageError(`${source}: expected an IP address, got ${JSON.stringify(value)}`);
   return value;
 }
 
-export function transportOptions(flags: EdgeFlags, env: Record<string, string | undefined>): MailedgeOptions {
-  const host = flags.host ?? env.SMTP_HOST;
-  const portText = flags.port ?? env.SMTP_PORT;
+export function transportOptions(flags: EdgeFlags, env: Record<string, string | undefined>, { withMode }: { withMode: boolean }): MailedgeOptions {
+  const host = setting(flags, env, 'host', 'SMTP_HOST').value;
+  const portSetting = setting(flags, env, 'port', 'SMTP_PORT');
   let port: number | undefined;
-  if (portText !== undefined && portText !== '') {
-    port = Number(portText);
-    if (!Number.isInteger(port) || port < 1 || port > 65535) throw new UsageError(`--port: expected 1-65535, got ${JSON.stringify(portText)}`);
+  if (portSetting.value !== undefined) {
+    port = Number(portSetting.value);
+    if (!Number.isInteger(port) || port < 1 || port > 65535) throw new UsageError(`${portSetting.source}: expected 1-65535, got ${JSON.stringify(portSetting.value)}`);
   }
-  const dnsList = flags.dns && flags.dns.length > 0 ? flags.dns : env.MAILEDGE_DNS ? env.MAILEDGE_DNS.split(/[\s,]+/).filter(Boolean) : undefined;
+  const dnsFromFlags = flags.dns && flags.dns.length > 0;
+  const dnsSource = dnsFromFlags ? '--dns' : 'MAILEDGE_DNS';
+  const dnsList = dnsFromFlags ? flags.dns : env.MAILEDGE_DNS ? env.MAILEDGE_DNS.split(/[\s,]+/).filter(Boolean) : undefined;
   for (const server of dnsList ?? []) {
-    if (!parseServer(server)) throw new UsageError(`--dns: expected HOST:PORT such as 127.0.0.1:5300 or [::1]:5300, got ${JSON.stringify(server)}`);
+    if (!parseServer(server)) throw new UsageError(`${dnsSource}: expected HOST:PORT such as 127.0.0.1:5300 or [::1]:5300, got ${JSON.stringify(server)}`);
   }
   let timeout: number | undefined;
   if (flags['dns-timeout'] !== undefined) {
     timeout = Number(flags['dns-timeout']);
-    if (!Number.isFinite(timeout) || timeout <= 0) throw new UsageError(`--dns-timeout: expected milliseconds, got ${JSON.stringify(flags['dns-timeout'])}`);
+    if (!Number.isFinite(timeout) || timeout <= 0 || timeout > 2 ** 31 - 1) {
+      throw new UsageError(`--dns-timeout: expected milliseconds (1 to 2147483647), got ${JSON.stringify(flags['dns-timeout'])}`);
+    }
   }
-  const modeText = flags.mode ?? env.MAILEDGE_MODE;
-  if (modeText !== undefined && modeText !== 'enforce' && modeText !== 'warn') {
-    throw new UsageError(`--mode: expected enforce or warn, got ${JSON.stringify(modeText)}`);
+  const mode = withMode ? setting(flags, env, 'mode', 'MAILEDGE_MODE') : { value: undefined, source: '' };
+  if (mode.value !== undefined && mode.value !== 'enforce' && mode.value !== 'warn') {
+    throw new UsageError(`${mode.source}: expected enforce or warn, got ${JSON.stringify(mode.value)}`);
   }
-  const localAddress = ipFlag('local-address', flags['local-address'] ?? env.MAILEDGE_LOCAL_ADDRESS);
-  const publicAddress = ipFlag('public-address', flags['public-address'] ?? env.MAILEDGE_PUBLIC_ADDRESS);
+  const modeText = mode.value;
+  const localAddress = ipSetting(setting(flags, env, 'local-address', 'MAILEDGE_LOCAL_ADDRESS'));
+  const publicAddress = ipSetting(setting(flags, env, 'public-address', 'MAILEDGE_PUBLIC_ADDRESS'));
   const user = env.SMTP_USER;
   const pass = env.SMTP_PASS;
   return {
