@@ -4,6 +4,8 @@
  * connection refused. Nothing it returns, throws, emits or logs may carry it.
  */
 import { inspect } from 'node:util';
+import type { AddressInfo } from 'node:net';
+import { SMTPServer } from 'smtp-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDnsServer, type FixtureDnsServer } from '../src/testing/dns-server.js';
 import { startReceiver, type Receiver } from '../src/testing/receiver.js';
@@ -18,6 +20,9 @@ const FORMS = [SECRET, Buffer.from(SECRET).toString('base64'), Buffer.from(`\u00
 let dns: FixtureDnsServer;
 let authed: Receiver;
 let strict: Receiver;
+/** A receiver that quotes the password back in its refusal, as a careless or hostile one might. */
+let echoing: SMTPServer;
+let echoingPort: number;
 const seen: string[] = [];
 const transports: MailedgeTransport[] = [];
 
@@ -29,10 +34,21 @@ beforeAll(async () => {
   dns = await startDnsServer({ zoneFiles: [WORLD_ZONE_FILE] });
   authed = await startReceiver({ host: '127.0.0.101', auth: { user: 'app', pass: SECRET } });
   strict = await startReceiver({ host: '127.0.0.100', strict: true, dnsServer: dns.server, auth: { user: 'app', pass: SECRET } });
+  echoing = new SMTPServer({
+    logger: false,
+    disabledCommands: ['STARTTLS'],
+    allowInsecureAuth: true,
+    disableReverseLookup: true,
+    onAuth(auth, _session, callback) {
+      callback(Object.assign(new Error(`password ${auth.password ?? ''} rejected`), { responseCode: 535 }));
+    },
+  });
+  await new Promise<void>((resolve) => echoing.listen(0, '127.0.0.101', resolve));
+  echoingPort = (echoing.server.address() as AddressInfo).port;
 });
 afterAll(async () => {
   for (const t of transports) t.close();
-  await Promise.all([authed.close(), strict.close()]);
+  await Promise.all([authed.close(), strict.close(), new Promise<void>((resolve) => echoing.close(() => resolve()))]);
   await dns.close();
 });
 
@@ -70,6 +86,7 @@ describe('secrets', () => {
     await outcome(transport({ localAddress: '127.0.0.2', auth: { user: 'app', pass: `${SECRET}x` } }).sendMail({ ...message }));
     await outcome(transport({ localAddress: '127.0.0.3', host: '127.0.0.100', port: strict.port, edge: { mode: 'warn' } }).sendMail({ ...message }));
     await outcome(transport({ localAddress: '127.0.0.2', port: 9 }).sendMail({ ...message }));
+    await outcome(transport({ localAddress: '127.0.0.2', port: echoingPort }).sendMail({ ...message }));
     await outcome(transport({ localAddress: '127.0.0.2', edge: { dns: { servers: ['127.0.0.1:9'], timeout: 300 } } }).sendMail({ ...message }));
     await outcome(transport({ localAddress: '127.0.0.2' }).verify());
     await outcome(transport({ localAddress: '127.0.0.2', auth: { user: 'app', pass: `${SECRET}x` } }).verify());
@@ -83,6 +100,7 @@ describe('secrets', () => {
     expect(all).toContain('UNVERIFIED_SEND');
     expect(all).toContain('DNS_TEMPFAIL');
     expect(all).toContain('AUTH');
+    expect(all).toContain('password [redacted] rejected');
     for (const form of FORMS) expect(all).not.toContain(form);
   });
 });
