@@ -62,6 +62,14 @@ export async function runConcurrently(count: number, concurrency: number, task: 
   await Promise.all(Array.from({ length: Math.min(concurrency, count) }, worker));
 }
 
+/** Runs `task` with `concurrency` in flight until `endAt`; every task started is awaited before it resolves. */
+export async function runUntil(endAt: number, concurrency: number, task: () => Promise<void>): Promise<void> {
+  const worker = async (): Promise<void> => {
+    while (Date.now() < endAt) await task();
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+}
+
 export function flag(args: string[], name: string): string | undefined {
   const index = args.indexOf(`--${name}`);
   return index >= 0 ? args[index + 1] : undefined;

@@ -151,19 +151,21 @@ export class MailedgeTransport extends EventEmitter {
    * confirmed name changes, new sends go to a fresh pool, and the old one
    * finishes what it holds and closes.
    */
-  private mailerFor(name: string): Transporter<SMTPSentMessageInfo> {
-    if (!this.pooled || this.mailerName === name) return this.mailer;
+  private mailerFor(name: string): { mailer: Transporter<SMTPSentMessageInfo>; name: string } {
+    if (!this.pooled || this.mailerName === name) return { mailer: this.mailer, name };
     if (this.mailerName === undefined) {
       this.mailerName = name;
-      return this.mailer;
+      return { mailer: this.mailer, name };
     }
+    // A send that decided on an identity already superseded must not move the pool back to it.
+    if (this.verifier.current()?.report.name !== name) return { mailer: this.mailer, name: this.mailerName };
     const old = this.mailer;
     this.mailer = this.createMailer();
     this.mailerName = name;
     old.removeAllListeners('idle');
     this.retiring.add(old);
     this.closeIfDone(old);
-    return this.mailer;
+    return { mailer: this.mailer, name };
   }
 
   private closeIfDone(mailer: Transporter<SMTPSentMessageInfo>): void {
@@ -178,7 +180,7 @@ export class MailedgeTransport extends EventEmitter {
     const identity = this.verifier.current() ?? (await this.verifier.identity());
     const decision = this.decide(identity, mail);
     let info: SMTPSentMessageInfo;
-    const mailer = this.mailerFor(decision.name);
+    const { mailer, name } = this.mailerFor(decision.name);
     this.inFlight.set(mailer, (this.inFlight.get(mailer) ?? 0) + 1);
     try {
       info = await mailer.sendMail(mail);
@@ -189,7 +191,7 @@ export class MailedgeTransport extends EventEmitter {
       this.closeIfDone(mailer);
     }
     return Object.assign(info, {
-      edge: { address: identity.edge?.address ?? '', name: decision.name, verified: decision.verified, stale: identity.report.stale },
+      edge: { address: identity.edge?.address ?? '', name, verified: decision.verified, stale: identity.report.stale },
     });
   }
 
