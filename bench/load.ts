@@ -5,7 +5,8 @@
  * exits non-zero when an invariant breaks.
  */
 import { cpus } from 'node:os';
-import { createTransport } from '../src/transport.js';
+import { createTransport, type MailedgeTransport } from '../src/transport.js';
+import type { MailedgeOptions } from '../src/options.js';
 import { MailedgeError } from '../src/errors.js';
 import { flag, runConcurrently, runUntil, startWorldProcess, type WorldProcess } from './harness.js';
 
@@ -35,17 +36,22 @@ const log = (text: string): void => {
   if (!JSON_OUTPUT) process.stdout.write(`${text}\n`);
 };
 
-async function volume(world: WorldProcess) {
-  await world.request('reset');
-  const transport = createTransport({
+/** The transport every phase drives: pooled, bound to the confirmed 127.0.0.2. */
+function pooledTransport(world: WorldProcess, dns: NonNullable<NonNullable<MailedgeOptions['edge']>['dns']> = {}): MailedgeTransport {
+  return createTransport({
     host: '127.0.0.1',
     port: world.port,
     localAddress: '127.0.0.2',
     ignoreTLS: true,
     pool: true,
     maxConnections: 5,
-    edge: { dns: { servers: [world.dnsServer] } },
+    edge: { dns: { servers: [world.dnsServer], ...dns } },
   });
+}
+
+async function volume(world: WorldProcess) {
+  await world.request('reset');
+  const transport = pooledTransport(world);
   let resolved = 0;
   let rejected = 0;
   let lostMessage = 0;
@@ -113,15 +119,7 @@ async function soak(world: WorldProcess) {
   await world.request('zone', { text: zone(1, 'mail.good.test') });
   await world.request('reset');
   const history: Array<{ at: number; name: string }> = [{ at: Date.now(), name: 'mail.good.test' }];
-  const transport = createTransport({
-    host: '127.0.0.1',
-    port: world.port,
-    localAddress: '127.0.0.2',
-    ignoreTLS: true,
-    pool: true,
-    maxConnections: 5,
-    edge: { dns: { servers: [world.dnsServer], minTtl: 1 } },
-  });
+  const transport = pooledTransport(world, { minTtl: 1 });
   const started = Date.now();
   const endAt = started + SOAK_SECONDS * 1000;
   const renameAt = started + (SOAK_SECONDS * 1000) / 3;
@@ -186,15 +184,7 @@ async function outage(world: WorldProcess) {
   await world.request('zone', { text: zone(1, 'mail.good.test') });
   await world.request('reset');
   const staleFor = 4;
-  const transport = createTransport({
-    host: '127.0.0.1',
-    port: world.port,
-    localAddress: '127.0.0.2',
-    ignoreTLS: true,
-    pool: true,
-    maxConnections: 5,
-    edge: { dns: { servers: [world.dnsServer], minTtl: 1, staleFor, timeout: 500 } },
-  });
+  const transport = pooledTransport(world, { minTtl: 1, staleFor, timeout: 500 });
   const started = Date.now();
   const stopAt = started + 5000;
   const endAt = stopAt + (staleFor + 5) * 1000;
