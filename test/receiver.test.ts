@@ -1,16 +1,14 @@
-import dgram from 'node:dgram';
 import net from 'node:net';
-import dnsPacket from 'dns-packet';
 import nodemailer from 'nodemailer';
 import type { SMTPTransportOptions } from 'nodemailer';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startReceiver, waitFor, type Receiver, type ReceiverOptions } from '../src/testing/receiver.js';
+import { startDnsServer } from '../src/testing/dns-server.js';
+import type { ResourceRecord } from '../src/dns/wire.js';
 
 // ---------------------------------------------------------------------------
-// Stand-in fixture DNS server.
-// src/testing/dns-server.ts (zone files) was not written yet when these tests
-// were, so this minimal UDP server answers from a map instead. Swap it for
-// startDnsServer({ zone }) once that exists.
+// The fixture DNS server, fed from a map of 'TYPE name' → values, so each test
+// states only the records it needs.
 
 type StandInMode = 'answer' | 'silent' | 'servfail';
 interface StandInDns {
@@ -23,42 +21,20 @@ async function startStandInDns(
   mode: StandInMode = 'answer',
   host = '127.0.0.1',
 ): Promise<StandInDns> {
-  const socket = dgram.createSocket(net.isIPv6(host) ? 'udp6' : 'udp4');
-  const byKey = new Map<string, string[]>();
-  const names = new Set<string>();
-  for (const [key, values] of Object.entries(records)) {
+  const zone: ResourceRecord[] = Object.entries(records).flatMap(([key, values]) => {
     const [type = '', name = ''] = key.split(' ');
-    byKey.set(`${type} ${name.toLowerCase()}`, values);
-    names.add(name.toLowerCase());
-  }
-  socket.on('message', (msg, rinfo) => {
-    if (mode === 'silent') return;
-    const query = dnsPacket.decode(msg);
-    const question = query.questions?.[0];
-    if (!question) return;
-    const name = question.name.toLowerCase();
-    const values = byKey.get(`${question.type} ${name}`) ?? [];
-    const rcode = mode === 'servfail' ? 2 : values.length > 0 || names.has(name) ? 0 : 3;
-    const type = question.type;
-    const answers: dnsPacket.Answer[] =
-      rcode === 0 && (type === 'A' || type === 'AAAA' || type === 'PTR')
-        ? values.map((data) => ({ type, name: question.name, ttl: 60, data }))
-        : [];
-    const reply = dnsPacket.encode({
-      type: 'response',
-      id: query.id ?? 0,
-      flags: dnsPacket.AUTHORITATIVE_ANSWER | dnsPacket.RECURSION_DESIRED | rcode,
-      questions: [question],
-      answers,
-    });
-    socket.send(reply, rinfo.port, rinfo.address);
+    return values.map((value): ResourceRecord =>
+      type === 'PTR'
+        ? { name, ttl: 60, class: 1, type: 'PTR', target: value }
+        : { name, ttl: 60, class: 1, type: type === 'AAAA' ? 'AAAA' : 'A', address: value },
+    );
   });
-  await new Promise<void>((resolve) => socket.bind(0, host, () => resolve()));
-  const { port } = socket.address();
-  return {
-    server: net.isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`,
-    close: () => new Promise<void>((resolve) => socket.close(() => resolve())),
-  };
+  const server = await startDnsServer({
+    records: zone,
+    host,
+    ...(mode === 'silent' ? { defaultFault: { drop: true } } : mode === 'servfail' ? { defaultFault: { rcode: 'SERVFAIL' as const } } : {}),
+  });
+  return { server: server.server, close: () => server.close() };
 }
 
 // ---------------------------------------------------------------------------
