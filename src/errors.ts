@@ -3,7 +3,7 @@
  * `permanent`, never on message text; the README's table is kept in step with
  * ERROR_CODES by a test.
  */
-import type { CheckResult, PreflightReport } from './checks/types.js';
+import { enforcedFailures, type CheckResult, type PreflightReport } from './checks/types.js';
 
 export interface ErrorCodeInfo {
   /** What went wrong, in one sentence. */
@@ -236,21 +236,33 @@ export class InvalidOptionError extends MailedgeError {
   }
 }
 
-/** A send refused because the edge identity could not be confirmed. */
+/**
+ * A send refused before any connection: the edge identity could not be
+ * confirmed, an enforced check failed, or a recipient's domain accepts no mail
+ * (then `recipients` names who was refused).
+ */
 export class EdgeRefusedError extends MailedgeError {
   override name = 'EdgeRefusedError';
+  /** The recipients refused, when the refusal is about recipients (RECIPIENT_NULL_MX); else empty. */
+  readonly recipients: readonly string[];
+  /** The recipient, when exactly one was refused: the field Nodemailer's per-recipient errors carry. */
+  readonly recipient: string | undefined;
+
   constructor(
     readonly report: PreflightReport,
     readonly failed: CheckResult,
-    options: { mail?: unknown } = {},
+    options: { mail?: unknown; recipients?: readonly string[] } = {},
   ) {
     const code = (failed.code ?? 'DNS_TEMPFAIL') as ErrorCode;
-    super(code, `mailedge refused to send: ${failed.actual}`, {
+    const recipients = options.recipients ?? [];
+    super(code, recipients.length > 0 ? `mailedge refused ${recipients.join(', ')}: ${failed.actual}` : `mailedge refused to send: ${failed.actual}`, {
       permanent: failed.status !== 'temperror',
       hint: failed.hint ?? ERROR_CODES[code].fix,
       evidence: failed.evidence,
       mail: options.mail,
     });
+    this.recipients = recipients;
+    this.recipient = recipients.length === 1 ? recipients[0] : undefined;
   }
 }
 
@@ -311,7 +323,8 @@ function sendFailureKind(responseCode: number | undefined, smtpCode: string | un
 export class PreflightFailedError extends MailedgeError {
   override name = 'PreflightFailedError';
   constructor(readonly report: PreflightReport) {
-    const failed = report.checks.filter((c) => c.status === 'fail' || c.status === 'temperror');
+    // Only enforced checks fail a preflight; warn-level ones are in the report for reading.
+    const failed = enforcedFailures(report.checks);
     const temporary = failed.length > 0 && failed.every((c) => c.status === 'temperror');
     super('PREFLIGHT_FAILED', `mailedge preflight failed: ${failed.map((c) => `${c.id} (${c.code})`).join(', ')}`, {
       permanent: !temporary,

@@ -8,16 +8,32 @@ import { isIPv6 } from 'node:net';
 import { Resolver, type Lookup } from './dns/resolver.js';
 import { digLine } from './checks/evidence.js';
 import { checkFcrdns } from './checks/fcrdns.js';
-import type { CheckResult, PreflightReport } from './checks/types.js';
+import { checkEhloSyntax } from './checks/ehlo-syntax.js';
+import { checkGenericPtr } from './checks/generic-ptr.js';
+import { checkDkim } from './checks/dkim.js';
+import { IDENTITY_CHECK_IDS, severityOf } from './checks/registry.js';
+import { isFailing, withSeverity, type CheckResult, type CheckVerdict, type PreflightReport } from './checks/types.js';
 import { findEdge, type EdgeAddress } from './edge/source.js';
 import { resolveRoute, type Route } from './route/destination.js';
-import type { ResolvedEdgeOptions } from './options.js';
+import { usableRequestedName, type ResolvedEdgeOptions } from './options.js';
 
 export interface Identity {
   report: PreflightReport;
   /** Addresses to connect to, in order; empty when the route is unknown. */
   addresses: string[];
   edge: EdgeAddress | null;
+  /**
+   * The name EHLO will carry: the confirmed name, or in warn mode, when the
+   * check failed, the `name` option (if a valid hostname) or the address literal.
+   * Null when there is nothing to send as.
+   */
+  ehloName: string | null;
+  /**
+   * Every check that can hold a send passed, whatever edge.mode says: the
+   * identity is confirmed. This, not report.ok, decides what is renewed and
+   * served stale, so warn mode keeps its confirmed name through a DNS outage.
+   */
+  passed: boolean;
 }
 
 const ORIGIN_TEXT: Record<EdgeAddress['origin'], string> = {
@@ -112,13 +128,14 @@ export class EdgeVerifier {
 
   /** Decides what a fresh verdict means for the identity in use. */
   private settle(fresh: Identity): Identity {
-    const temporaryOnly = !fresh.report.ok && !fresh.report.checks.some((c) => c.status === 'fail');
+    const holding = fresh.report.checks.filter(holdsIdentity);
+    const temporaryOnly = holding.length > 0 && holding.every((c) => c.status === 'temperror');
     const confirmed = this.confirmed;
     if (temporaryOnly && confirmed && this.options.clock.now() < this.staleUntil()) {
       return this.serveStale(confirmed, failureSummary(fresh));
     }
     // A pass renews the identity; a permanent failure ends it at once.
-    this.confirmed = fresh.report.ok ? fresh : temporaryOnly ? this.confirmed : undefined;
+    this.confirmed = fresh.passed ? fresh : temporaryOnly ? this.confirmed : undefined;
     if (this.confirmed !== confirmed) this.dispose();
     return fresh;
   }
@@ -155,7 +172,7 @@ export class EdgeVerifier {
     // The route must be of the checked address's family, or mail leaves from an unchecked one.
     const preferFamily = fixedEdge ? (isIPv6(fixedEdge) ? 6 : 4) : null;
     const lookups: Lookup[] = [];
-    const checks: CheckResult[] = [];
+    const checks: CheckVerdict[] = [];
     if (options.host === undefined && fixedEdge === undefined) {
       checks.push({
         id: 'edge-address',
@@ -218,12 +235,33 @@ export class EdgeVerifier {
     checks.push(...verdict.checks);
     lookups.push(...verdict.lookups);
     checks.push(this.ehloCheck(verdict.name));
-    const identity = this.finish(checks, lookups, verdict.name, destination, addresses, edge);
+    const confirmed = verdict.name !== null && !checks.some(isFailing);
+    const ehloName = confirmed ? verdict.name : this.fallbackName(edge.address);
+    // Judged with the identity and cached with it: none of these depends on the message.
+    checks.push(...(await this.deliverabilityChecks(edge.address, confirmed ? verdict.name : null, ehloName, signal)));
+    const identity = this.finish(checks, lookups, verdict.name, destination, addresses, edge, ehloName);
     identity.report.ptrNames = verdict.ptrNames;
     return identity;
   }
 
-  private destinationCheck(route: Route): CheckResult {
+  /** In warn mode the mail goes out unconfirmed: as the `name` option if it is a hostname, else as the address literal (RFC 5321 section 4.1.3). */
+  private fallbackName(address: string): string | null {
+    if (this.options.mode !== 'warn') return null;
+    const literal = isIPv6(address) ? `[IPv6:${address}]` : `[${address}]`;
+    return usableRequestedName(this.options.requestedName) ?? literal;
+  }
+
+  /** ehlo-syntax, generic-ptr and dkim: those of edge.checks that need no envelope, within the identity's deadline. */
+  private async deliverabilityChecks(address: string, ptrName: string | null, ehloName: string | null, signal: AbortSignal): Promise<CheckVerdict[]> {
+    const { checks, genericPtrAllow, dkim } = this.options;
+    return Promise.all([
+      ...(checks['ehlo-syntax'] === 'off' ? [] : [checkEhloSyntax(ehloName)]),
+      ...(checks['generic-ptr'] === 'off' ? [] : [checkGenericPtr(address, ptrName, genericPtrAllow)]),
+      ...(checks.dkim === 'off' ? [] : dkim.map((key) => checkDkim(key, this.resolver, signal))),
+    ]);
+  }
+
+  private destinationCheck(route: Route): CheckVerdict {
     const host = route.host;
     const evidence = route.lookups.map((l) => digLine(l));
     if (route.kind === 'unresolved') {
@@ -251,7 +289,7 @@ export class EdgeVerifier {
     };
   }
 
-  private ehloCheck(name: string | null): CheckResult {
+  private ehloCheck(name: string | null): CheckVerdict {
     const requested = this.options.requestedName;
     if (name === null) {
       return {
@@ -277,26 +315,32 @@ export class EdgeVerifier {
   }
 
   private finish(
-    checks: CheckResult[],
+    verdicts: CheckVerdict[],
     lookups: Lookup[],
     name: string | null,
     destination: string | null,
     addresses: string[],
     edge: EdgeAddress | null = null,
+    ehloName: string | null = null,
   ): Identity {
     const now = this.options.clock.now();
-    const temporary = checks.some((c) => c.status === 'temperror');
-    const ok = !checks.some((c) => c.status === 'fail' || c.status === 'temperror');
+    const checks: CheckResult[] = verdicts.map((v) => withSeverity(v, severityOf(v.id, this.options.mode, this.options.checks)));
+    const temporary = checks.some((c) => c.status === 'temperror' && holdsIdentity(c));
+    const ok = !checks.some((c) => c.severity === 'enforce' && isFailing(c));
+    const passed = !checks.some(holdsIdentity);
+    const confirmed = !checks.some((c) => IDENTITY_CHECK_IDS.has(c.id) && isFailing(c));
     // A verdict lives as long as the shortest-lived answer behind it. A temporary one is not kept
-    // at all, and a failure that no DNS answer backs (no route) is kept only briefly.
+    // at all, and a failure that no DNS answer backs (no route) is kept only briefly; so is one with
+    // a warn-level check still unanswered, which is asked again soon without holding any send.
     const decided = lookups.filter((l) => l.kind !== 'tempfail').map((l) => this.resolver.expiresAt(l));
-    const ceiling = now + (ok || decided.length > 0 ? this.options.maxTtl : this.options.minTtl) * 1000;
+    const unanswered = checks.some((c) => c.status === 'temperror');
+    const ceiling = now + (!unanswered && (passed || decided.length > 0) ? this.options.maxTtl : this.options.minTtl) * 1000;
     const expiresAt = temporary ? now : Math.min(...decided, ceiling);
     return {
       report: {
         ok,
         address: edge?.address ?? null,
-        name: ok ? name : null,
+        name: confirmed ? name : null,
         destination,
         checks,
         ptrNames: [],
@@ -305,8 +349,15 @@ export class EdgeVerifier {
       },
       addresses,
       edge,
+      ehloName: edge ? ehloName : null,
+      passed,
     };
   }
+}
+
+/** A failure that holds a send: any FCrDNS-side one (whatever the mode), or an enforced deliverability check. */
+function holdsIdentity(check: CheckResult): boolean {
+  return isFailing(check) && (check.severity === 'enforce' || IDENTITY_CHECK_IDS.has(check.id));
 }
 
 function failureSummary(identity: Identity): string {

@@ -15,6 +15,10 @@ export {
   isMailedgeError,
 } from './errors.js';
 export type { ErrorCode, WarningCode, ErrorCodeInfo } from './errors.js';
-export type { CheckResult, CheckStatus, CheckId, PreflightReport, PtrNameResult } from './checks/types.js';
+export type { CheckResult, CheckVerdict, CheckStatus, CheckId, PreflightReport, PtrNameResult, Severity } from './checks/types.js';
+export { DEFAULT_SEVERITY, DELIVERABILITY_CHECK_IDS } from './checks/registry.js';
+export type { DeliverabilityCheckId, CheckSetting } from './checks/registry.js';
+export { REPORT_SCHEMA_VERSION, toJsonReport } from './report/json.js';
+export type { JsonReport } from './report/json.js';
 export type { Clock } from './dns/resolver.js';
 export { hostnameProblem, isValidHostname } from './checks/hostname.js';

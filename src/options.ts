@@ -3,6 +3,7 @@
  * object. A bad value fails here, naming the option, instead of surfacing as
  * a strange DNS or socket error on the first send.
  */
+import { createPrivateKey, KeyObject } from 'node:crypto';
 import { isIP } from 'node:net';
 import type { SMTPPoolOptions, SMTPTransportOptions } from 'nodemailer';
 import { InvalidOptionError } from './errors.js';
@@ -10,6 +11,8 @@ import { DEFAULT_TTL_BOUNDS, systemClock, type Clock } from './dns/resolver.js';
 import { parseServer, systemServers, type DnsServerAddress } from './dns/servers.js';
 import { canonicalAddress } from './dns/wire.js';
 import { hostnameProblem } from './checks/hostname.js';
+import { DEFAULT_SEVERITY, DELIVERABILITY_CHECK_IDS, isDeliverabilityCheckId, type CheckSetting, type DeliverabilityCheckId } from './checks/registry.js';
+import type { DkimKeyOptions } from './checks/dkim.js';
 
 export type EdgeMode = 'enforce' | 'warn';
 
@@ -42,6 +45,10 @@ export interface EdgeOptions {
   maxPtrNames?: number;
   /** Time source for TTLs. Default Date.now. */
   clock?: Clock;
+  /** Per deliverability check: 'enforce', 'warn' or 'off'. Unset ids keep their default (DEFAULT_SEVERITY). */
+  checks?: Partial<Record<DeliverabilityCheckId, CheckSetting>>;
+  /** PTR names the generic-ptr check accepts: exact names, or '.example.com' for every name below it. */
+  genericPtrAllow?: string[];
 }
 
 type NodemailerSmtpOptions = Omit<SMTPTransportOptions, 'getSocket'> & Pick<SMTPPoolOptions, 'maxConnections' | 'maxMessages'>;
@@ -68,6 +75,10 @@ export interface ResolvedEdgeOptions {
   port: number;
   /** The caller's `name`, when set: compared with the confirmed name. */
   requestedName: string | undefined;
+  checks: Record<DeliverabilityCheckId, CheckSetting>;
+  genericPtrAllow: string[];
+  /** The keys Nodemailer's `dkim` option signs with, for the dkim check; empty when the transport does not sign. */
+  dkim: DkimKeyOptions[];
 }
 
 export const DEFAULTS = {
@@ -105,7 +116,64 @@ function ipAddress(value: unknown, option: string): string | undefined {
   return canonicalAddress(value);
 }
 
-const EDGE_KEYS = new Set(['publicAddress', 'mode', 'dns', 'maxPtrNames', 'clock']);
+const EDGE_KEYS = new Set(['publicAddress', 'mode', 'dns', 'maxPtrNames', 'clock', 'checks', 'genericPtrAllow']);
+const CHECK_SETTINGS: readonly CheckSetting[] = ['enforce', 'warn', 'off'];
+
+function checkSettings(value: unknown): Record<DeliverabilityCheckId, CheckSetting> {
+  const settings: Record<DeliverabilityCheckId, CheckSetting> = { ...DEFAULT_SEVERITY };
+  if (value === undefined) return settings;
+  if (!isRecord(value)) throw new InvalidOptionError('edge.checks', `expected an object such as { spf: 'enforce' }, got ${JSON.stringify(value)}`);
+  for (const [id, setting] of Object.entries(value)) {
+    if (!isDeliverabilityCheckId(id)) {
+      throw new InvalidOptionError(`edge.checks.${id}`, `unknown check (known: ${DELIVERABILITY_CHECK_IDS.join(', ')})`);
+    }
+    if (setting === undefined) continue;
+    if (typeof setting !== 'string' || !(CHECK_SETTINGS as readonly string[]).includes(setting)) {
+      throw new InvalidOptionError(`edge.checks.${id}`, `expected 'enforce', 'warn' or 'off', got ${JSON.stringify(setting)}`);
+    }
+    settings[id] = setting as CheckSetting;
+  }
+  return settings;
+}
+
+function allowList(value: unknown): string[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value)) throw new InvalidOptionError('edge.genericPtrAllow', 'expected an array of host names, such as ["mail.example.com", ".example.com"]');
+  return value.map((entry: unknown, index: number) => {
+    if (typeof entry !== 'string' || entry.trim().replace(/^\./, '').length === 0) {
+      throw new InvalidOptionError(`edge.genericPtrAllow[${index}]`, `expected a host name or .domain, got ${JSON.stringify(entry)}`);
+    }
+    return entry;
+  });
+}
+
+/**
+ * The signing keys of Nodemailer's `dkim` option, in the form the dkim check
+ * reads. Nodemailer validates the option itself; an entry it could not sign
+ * with either is left to the check, which reports it as INVALID_OPTION.
+ */
+function dkimKeys(value: unknown): DkimKeyOptions[] {
+  if (!isRecord(value)) return [];
+  // As in Nodemailer, `keys` replaces the single domainName / keySelector / privateKey.
+  const keys: unknown[] = value.keys === undefined ? [value] : Array.isArray(value.keys) ? value.keys : [value.keys];
+  return keys.flatMap((key) => {
+    if (!isRecord(key) || typeof key.domainName !== 'string' || typeof key.keySelector !== 'string' || key.privateKey === undefined) return [];
+    return [{ domainName: key.domainName, keySelector: key.keySelector, privateKey: pemOf(key.privateKey) }];
+  });
+}
+
+/** Nodemailer also takes a KeyObject or { key, passphrase }; the check compares PEM. */
+function pemOf(key: unknown): string | Buffer {
+  if (typeof key === 'string' || Buffer.isBuffer(key)) return key;
+  try {
+    const object = key instanceof KeyObject ? key : createPrivateKey(key as Parameters<typeof createPrivateKey>[0]);
+    return object.type === 'private' ? object.export({ type: 'pkcs8', format: 'pem' }) : '';
+  } catch {
+    // Unreadable: the check says so, without ever printing the key.
+    return '';
+  }
+}
+
 const DNS_KEYS = new Set(['servers', 'timeout', 'minTtl', 'maxTtl', 'maxNegativeTtl', 'staleFor']);
 
 export function resolveEdgeOptions(options: MailedgeOptions): ResolvedEdgeOptions {
@@ -192,6 +260,9 @@ export function resolveEdgeOptions(options: MailedgeOptions): ResolvedEdgeOption
     }
   }
 
+  const checks = checkSettings(edge.checks);
+  const genericPtrAllow = allowList(edge.genericPtrAllow);
+
   return {
     publicAddress,
     localAddress,
@@ -209,6 +280,9 @@ export function resolveEdgeOptions(options: MailedgeOptions): ResolvedEdgeOption
     host: options.host,
     port,
     requestedName: options.name,
+    checks,
+    genericPtrAllow,
+    dkim: dkimKeys((options as { dkim?: unknown }).dkim),
   };
 }
 

@@ -1,24 +1,66 @@
 /**
  * The start-up hook: the same checks a send runs, without sending anything.
  */
-import { PreflightFailedError } from './errors.js';
+import { InvalidOptionError, PreflightFailedError } from './errors.js';
 import type { PreflightReport } from './checks/types.js';
 import { EdgeVerifier } from './identity.js';
+import { addressesOf, EnvelopeChecks, withEnvelopeChecks } from './envelope.js';
 import { resolveEdgeOptions, type MailedgeOptions } from './options.js';
 
 export interface PreflightCallOptions {
   /** Throw PreflightFailedError (carrying the report) when an enforced check fails. Default false. */
   throwOnFailure?: boolean;
+  /** An envelope sender to check as well (spf, sender-mx, dmarc). '' or '<>' is the null sender. */
+  from?: string;
+  /** Recipients to check as well (recipient-null-mx), one address or several. */
+  to?: string | string[];
 }
 
 /**
- * Runs the edge checks for these transport options and returns the report.
- * DNS outcomes never throw; only invalid options do, or a failure when
- * `throwOnFailure` is set.
+ * Runs the edge checks for these transport options and returns the report;
+ * with `from` and `to`, the sender- and recipient-side checks too, after the
+ * edge checks in `report.checks`. DNS outcomes never throw; only invalid
+ * options do, or a failure when `throwOnFailure` is set.
  */
 export async function preflight(options: MailedgeOptions, call: PreflightCallOptions = {}): Promise<PreflightReport> {
-  const verifier = new EdgeVerifier(resolveEdgeOptions(options));
-  const { report } = await verifier.identity();
+  const resolved = resolveEdgeOptions(options);
+  const { from, to } = envelopeOptions(call);
+  const verifier = new EdgeVerifier(resolved);
+  let report: PreflightReport;
+  try {
+    const identity = await verifier.identity();
+    report = identity.report;
+    if (from !== undefined || to.length > 0) {
+      const envelope = new EnvelopeChecks(resolved, verifier.resolver);
+      try {
+        const checks = await envelope.report(from, to, { address: identity.edge?.address ?? null, ehloName: identity.ehloName });
+        report = withEnvelopeChecks(report, checks);
+      } finally {
+        envelope.dispose();
+      }
+    }
+  } finally {
+    verifier.dispose();
+  }
   if (call.throwOnFailure && !report.ok) throw new PreflightFailedError(report);
   return report;
+}
+
+function envelopeOptions(call: PreflightCallOptions): { from: string | undefined; to: string[] } {
+  if (typeof call !== 'object' || call === null) throw new InvalidOptionError('preflight options', 'expected an object such as { from, to, throwOnFailure }');
+  const { from, to } = call;
+  if (from !== undefined && typeof from !== 'string') throw new InvalidOptionError('from', `expected an address, got ${JSON.stringify(from)}`);
+  const list = to === undefined ? [] : typeof to === 'string' ? [to] : to;
+  if (!Array.isArray(list) || list.some((entry) => typeof entry !== 'string')) {
+    throw new InvalidOptionError('to', `expected an address or an array of addresses, got ${JSON.stringify(to)}`);
+  }
+  const nullSender = from !== undefined && (from.trim() === '' || from.trim() === '<>');
+  // "Name <a@b>" is accepted, as in a message; what is checked is the address.
+  const sender = from === undefined || nullSender ? from : (addressesOf(from)[0] ?? from);
+  // Text that holds no address is checked as given, so the report says what is wrong with it.
+  const recipients = list.flatMap((entry) => {
+    const parsed = addressesOf(entry);
+    return parsed.length > 0 ? parsed : [entry];
+  });
+  return { from: sender, to: recipients };
 }

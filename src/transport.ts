@@ -6,13 +6,14 @@
  * once per connection (pooled or not) before the greeting.
  */
 import { EventEmitter } from 'node:events';
-import { connect, isIPv6, type Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import nodemailer from 'nodemailer';
 import type { SMTPSentMessageInfo, SendMailOptions, Transporter, PluginFunction } from 'nodemailer';
-import { EdgeRefusedError, MailedgeError, SendFailedError, type WarningCode } from './errors.js';
+import { EdgeRefusedError, MailedgeError, SendFailedError, type ErrorCode, type WarningCode } from './errors.js';
 import { firstFailure, type CheckResult, type PreflightReport } from './checks/types.js';
 import { EdgeVerifier, type Identity } from './identity.js';
-import { resolveEdgeOptions, usableRequestedName, type MailedgeOptions, type ResolvedEdgeOptions } from './options.js';
+import { EnvelopeChecks, envelopeOf, withEnvelopeChecks } from './envelope.js';
+import { resolveEdgeOptions, type MailedgeOptions, type ResolvedEdgeOptions } from './options.js';
 import { redactingLogger, secretRedactor } from './redact.js';
 
 export interface EdgeInfo {
@@ -29,7 +30,8 @@ export interface EdgeInfo {
 export type MailedgeSentMessageInfo = SMTPSentMessageInfo & { edge: EdgeInfo };
 
 export interface MailedgeWarning {
-  code: WarningCode;
+  /** A warning code; or the error code of a check set to 'warn' in edge.checks that failed (e.g. SPF_FAIL). */
+  code: WarningCode | ErrorCode;
   message: string;
   check: CheckResult | null;
   report: PreflightReport;
@@ -48,6 +50,8 @@ const FORWARDED_EVENTS = ['idle', 'clear', 'token', 'error'] as const;
 export class MailedgeTransport extends EventEmitter {
   readonly edgeOptions: ResolvedEdgeOptions;
   private readonly verifier: EdgeVerifier;
+  private readonly envelopeChecks: EnvelopeChecks;
+  private readonly defaults: SendMailOptions | undefined;
   private mailer: Transporter<SMTPSentMessageInfo>;
   /** With pool: true, the EHLO name the current pool's connections were opened with. */
   private mailerName: string | undefined;
@@ -68,6 +72,8 @@ export class MailedgeTransport extends EventEmitter {
     // Nodemailer's default host; named here so the route check sees the same destination.
     this.edgeOptions = resolveEdgeOptions({ ...options, host: options.host ?? 'localhost' });
     this.verifier = new EdgeVerifier(this.edgeOptions);
+    this.envelopeChecks = new EnvelopeChecks(this.edgeOptions, this.verifier.resolver);
+    this.defaults = defaults;
     this.redact = secretRedactor(options.auth);
     // Nodemailer reads 0 as "use the default"; so does mailedge.
     this.connectionTimeout = options.connectionTimeout || DEFAULT_CONNECTION_TIMEOUT;
@@ -140,6 +146,7 @@ export class MailedgeTransport extends EventEmitter {
 
   close(): void {
     this.verifier.dispose();
+    this.envelopeChecks.dispose();
     this.mailer.close();
     for (const old of this.retiring) old.close();
     this.retiring.clear();
@@ -179,38 +186,78 @@ export class MailedgeTransport extends EventEmitter {
   private async send(mail: SendMailOptions): Promise<MailedgeSentMessageInfo> {
     const identity = this.verifier.current() ?? (await this.verifier.identity());
     const decision = this.decide(identity, mail);
+    const { outgoing, refused } = await this.screen(identity, decision, mail);
     let info: SMTPSentMessageInfo;
     const { mailer, name } = this.mailerFor(decision.name);
     this.inFlight.set(mailer, (this.inFlight.get(mailer) ?? 0) + 1);
     try {
-      info = await mailer.sendMail(mail);
+      info = await mailer.sendMail(outgoing);
     } catch (err) {
       throw this.wrapFailure(err, mail);
     } finally {
       this.inFlight.set(mailer, (this.inFlight.get(mailer) ?? 1) - 1);
       this.closeIfDone(mailer);
     }
+    if (refused.length > 0) {
+      info.rejected = [...(info.rejected ?? []), ...refused.map((r) => r.recipient ?? '')];
+      info.rejectedErrors = [...(info.rejectedErrors ?? []), ...refused];
+    }
     return Object.assign(info, {
       edge: { address: identity.edge?.address ?? '', name, verified: decision.verified, stale: identity.report.stale },
     });
   }
 
+  /**
+   * The envelope checks in front of a send (DNS only, see src/envelope.ts).
+   * Recipients whose domain publishes a null MX are taken out of the envelope
+   * handed to Nodemailer, and come back in info.rejected; when none is left,
+   * or an enforced sender-side check failed, the send is refused before any
+   * connection, with the message.
+   */
+  private async screen(identity: Identity, decision: Decision, mail: SendMailOptions): Promise<{ outgoing: SendMailOptions; refused: EdgeRefusedError[] }> {
+    if (!this.envelopeChecks.active) return { outgoing: mail, refused: [] };
+    const envelope = envelopeOf(mail, this.defaults);
+    if (!envelope) return { outgoing: mail, refused: [] };
+    const { report } = identity;
+    const screening = await this.envelopeChecks.screen(
+      envelope,
+      { address: identity.edge?.address ?? null, ehloName: decision.name },
+      {
+        // While the identity is served stale DNS is failing: sends do not wait for it, here either.
+        wait: !report.stale,
+        warn: (check) => this.warn({ code: check.code ?? 'DNS_TEMPFAIL', message: `mailedge: ${check.id} ${check.domain ?? ''}: ${check.actual}`, check, report }),
+      },
+    );
+    const withChecks = (): PreflightReport => withEnvelopeChecks(report, screening.checks);
+    if (screening.blocking) throw new EdgeRefusedError(withChecks(), screening.blocking, { mail });
+    if (screening.refused.length === 0) return { outgoing: mail, refused: [] };
+    const refusedSet = new Set(screening.refused.map((r) => r.recipient));
+    const remaining = envelope.to.filter((recipient) => !refusedSet.has(recipient));
+    const first = screening.refused[0];
+    if (remaining.length === 0 && first) {
+      throw new EdgeRefusedError(withChecks(), first.check, { mail, recipients: [...refusedSet] });
+    }
+    const refused = screening.refused.map(({ recipient, check }) => new EdgeRefusedError(withChecks(), check, { recipients: [recipient] }));
+    // An explicit envelope, so Nodemailer sends RCPT TO for the others only; the headers still name everyone.
+    return { outgoing: { ...mail, envelope: { ...envelope, to: remaining } }, refused };
+  }
+
   /** The EHLO name to use, or the refusal to throw. */
   private decide(identity: Identity, mail: SendMailOptions | undefined, announce = true): Decision {
     const { report } = identity;
-    if (report.ok && report.name) {
+    // Whatever the mode, an enforced check that fails holds the send; edge.mode sets the FCrDNS side's severity.
+    const blocking = firstFailure(report.checks.filter((c) => c.severity === 'enforce'));
+    if (blocking) throw new EdgeRefusedError(report, blocking, { mail });
+    if (report.name && identity.ehloName === report.name) {
       if (announce) this.warnOnce(identity);
       return { name: report.name, verified: true };
     }
     const failed = firstFailure(report.checks) ?? report.checks[report.checks.length - 1];
     const cannotConnect = identity.addresses.length === 0 || identity.edge === null;
-    if (this.edgeOptions.mode === 'enforce' || cannotConnect || !failed) {
+    const name = identity.ehloName;
+    if (cannotConnect || !failed || name === null) {
       throw new EdgeRefusedError(report, failed ?? missingCheck(), { mail });
     }
-    const edgeAddress = identity.edge?.address ?? '';
-    // RFC 5321 section 4.1.3: with no confirmed name, the honest EHLO is the address literal.
-    const literal = isIPv6(edgeAddress) ? `[IPv6:${edgeAddress}]` : `[${edgeAddress}]`;
-    const name = usableRequestedName(this.edgeOptions.requestedName) ?? literal;
     if (announce) this.warn({
       code: 'UNVERIFIED_SEND',
       message: `mailedge: sending despite ${failed.id} ${failed.status} (${failed.code}): ${failed.actual}; EHLO ${name}`,
@@ -233,8 +280,9 @@ export class MailedgeTransport extends EventEmitter {
       return;
     }
     for (const check of identity.report.checks) {
-      if (check.status === 'warn' && check.code) {
-        this.warn({ code: check.code as WarningCode, message: `mailedge: ${check.id}: ${check.actual}`, check, report: identity.report });
+      const worth = check.status === 'warn' || (check.status === 'fail' && check.severity === 'warn');
+      if (worth && check.code) {
+        this.warn({ code: check.code, message: `mailedge: ${check.id}: ${check.actual}`, check, report: identity.report });
       }
     }
   }
@@ -320,6 +368,7 @@ function missingCheck(): CheckResult {
   return {
     id: 'edge-address',
     status: 'fail',
+    severity: 'enforce',
     expected: 'a confirmed identity',
     actual: 'no check produced a verdict',
     code: 'EDGE_UNKNOWN',

@@ -14,7 +14,7 @@ import { DEFAULT_TTL_BOUNDS, Resolver, systemClock } from '../src/dns/resolver.j
 import { parseServer } from '../src/dns/servers.js';
 import { nameKey, type ResourceRecord } from '../src/dns/wire.js';
 import { ERROR_CODES, WARNING_CODES } from '../src/errors.js';
-import type { CheckResult } from '../src/checks/types.js';
+import type { CheckVerdict } from '../src/checks/types.js';
 import { checkEhloSyntax } from '../src/checks/ehlo-syntax.js';
 import { checkGenericPtr, genericPtrMatches } from '../src/checks/generic-ptr.js';
 import { checkSpf } from '../src/checks/spf.js';
@@ -143,7 +143,7 @@ function records(hint: string | null): string[] {
   return [...(hint ?? '').matchAll(/`([^`]+)`/g)].map((m) => m[1] ?? '');
 }
 
-function expectDocumented(result: CheckResult): void {
+function expectDocumented(result: CheckVerdict): void {
   if (result.code === null) return;
   if (result.status === 'warn') expect(Object.keys(WARNING_CODES)).toContain(result.code);
   else expect(Object.keys(ERROR_CODES)).toContain(result.code);

@@ -58,7 +58,7 @@ describe('mailedge check', () => {
     expect(result.code).toBe(0);
     const report = JSON.parse(result.stdout) as { ok: boolean; address: string; name: string; checks: Array<{ id: string; status: string }> };
     expect(report).toMatchObject({ ok: true, address: '127.0.0.2', name: 'mail.good.test' });
-    expect(report.checks.map((c) => c.id)).toEqual(['destination', 'edge-address', 'ptr', 'fcrdns', 'ehlo-name']);
+    expect(report.checks.map((c) => c.id)).toEqual(['destination', 'edge-address', 'ptr', 'fcrdns', 'ehlo-name', 'ehlo-syntax', 'generic-ptr']);
   });
 
   it('exits 1 and prints evidence and the fix for a forward mismatch', async () => {
@@ -109,6 +109,71 @@ describe('mailedge check', () => {
     expect(JSON.parse(fromEnv.stdout)).toMatchObject({ address: '127.0.0.2', ok: true });
     const fromFlag = await run(['check', '--json', '--local-address', '127.0.0.3'], { cwd, env: { MAILEDGE_LOCAL_ADDRESS: '127.0.0.2' } });
     expect(JSON.parse(fromFlag.stdout)).toMatchObject({ address: '127.0.0.3', ok: false });
+  });
+});
+
+describe('mailedge check --from / --to', () => {
+  const base = (): string[] => ['check', '--local-address', '127.0.0.2', '--host', 'smtp.relay.test', ...dnsFlags()];
+  interface JsonCheck {
+    id: string;
+    status: string;
+    severity: string;
+    domain?: string;
+    code: string | null;
+  }
+
+  it('adds the sender and recipient checks to the JSON, each with its id, and exits 0 when all pass', async () => {
+    const result = await run([...base(), '--from', 'app@sender.test', '--to', 'someone@example.test', '--json']);
+    expect(result.code).toBe(0);
+    const report = JSON.parse(result.stdout) as { schema: number; ok: boolean; checks: JsonCheck[] };
+    expect(report.schema).toBe(1);
+    expect(report.checks.map((c) => c.id)).toEqual([
+      'destination', 'edge-address', 'ptr', 'fcrdns', 'ehlo-name', 'ehlo-syntax', 'generic-ptr', 'spf', 'sender-mx', 'dmarc', 'recipient-null-mx',
+    ]);
+    expect(report.checks.filter((c) => c.domain !== undefined).map((c) => [c.id, c.domain])).toEqual([
+      ['spf', 'sender.test'], ['sender-mx', 'sender.test'], ['dmarc', 'sender.test'], ['recipient-null-mx', 'example.test'],
+    ]);
+  });
+
+  it('exits 1 when an enforced check fails: a recipient at a null-MX domain', async () => {
+    const result = await run([...base(), '--from', 'app@sender.test', '--to', 'someone@example.test', '--to', 'nobody@nullmx.example.test', '--json']);
+    expect(result.code).toBe(1);
+    const report = JSON.parse(result.stdout) as { ok: boolean; checks: JsonCheck[] };
+    expect(report.ok).toBe(false);
+    expect(report.checks.filter((c) => c.id === 'recipient-null-mx').map((c) => [c.domain, c.status, c.code])).toEqual([
+      ['example.test', 'pass', null],
+      ['nullmx.example.test', 'fail', 'RECIPIENT_NULL_MX'],
+    ]);
+  });
+
+  it('exits 0 when only warn-level checks fail, and marks them as warnings', async () => {
+    const result = await run([...base(), '--from', 'app@fail.sender.test']);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain('sender domain fail.sender.test');
+    expect(result.stdout).toMatch(/! spf +fail with "v=spf1 ip4:127\.0\.9\.9 -all"/);
+    expect(result.stdout).toContain('[SPF_FAIL] (fail, warn only: not enforced)');
+    expect(result.stdout).toContain('fix: Authorise 127.0.0.2 in the SPF record of fail.sender.test');
+  });
+
+  it('exits 2 when the only enforced failures are temporary', async () => {
+    world.dns.setFault('nullmx.example.test', { rcode: 'SERVFAIL' });
+    try {
+      const result = await run([...base(), '--to', 'nobody@nullmx.example.test', '--json']);
+      expect(result.code).toBe(2);
+      const report = JSON.parse(result.stdout) as { checks: JsonCheck[] };
+      expect(report.checks.find((c) => c.id === 'recipient-null-mx')).toMatchObject({ status: 'temperror', severity: 'enforce', code: 'DNS_TEMPFAIL' });
+    } finally {
+      world.dns.setFault('nullmx.example.test', undefined);
+    }
+  });
+
+  it('groups the human report and draws the FCrDNS chain', async () => {
+    const result = await run([...base(), '--from', 'app@sender.test', '--to', 'someone@example.test']);
+    expect(result.code).toBe(0);
+    const out = result.stdout;
+    expect(out.indexOf('edge identity')).toBeLessThan(out.indexOf('sender domain sender.test'));
+    expect(out.indexOf('sender domain sender.test')).toBeLessThan(out.indexOf('recipients'));
+    expect(out).toContain(['    127.0.0.2', '    └─ PTR mail.good.test ✔', '       └─ A 127.0.0.2 ✔ confirms → EHLO mail.good.test'].join('\n'));
   });
 });
 

@@ -3,7 +3,7 @@ import { startWorld, MESSAGE, type World } from './support/world.js';
 import { EdgeRefusedError, InvalidOptionError, MailedgeError, SendFailedError } from '../src/errors.js';
 import { preflight } from '../src/preflight.js';
 import { createTransport, type MailedgeWarning } from '../src/transport.js';
-import { startReceiver, type Receiver } from '../src/testing/receiver.js';
+import { startReceiver, waitFor, type Receiver } from '../src/testing/receiver.js';
 
 let world: World;
 
@@ -96,13 +96,23 @@ describe('a well-configured host', () => {
   });
 
   it('reuses a verified identity for its TTL instead of asking DNS per message', async () => {
-    // The plain receiver: the strict one makes DNS queries of its own.
-    const transport = world.transport({ host: 'plain.relay.test', port: world.plain.port, localAddress: '127.0.0.2', pool: true, maxConnections: 2 });
+    // The plain receiver: the strict one makes DNS queries of its own. The sender-side checks
+    // run in the background and would race the count; the recipient check is awaited, so it counts.
+    const transport = world.transport({
+      host: 'plain.relay.test',
+      port: world.plain.port,
+      localAddress: '127.0.0.2',
+      pool: true,
+      maxConnections: 2,
+      edge: { checks: { spf: 'off', 'sender-mx': 'off', dmarc: 'off' } },
+    });
     const results = await Promise.all(Array.from({ length: 10 }, (_, i) => transport.sendMail({ ...MESSAGE, subject: `m${i}` })));
     expect(results.every((r) => r.edge.name === 'mail.good.test')).toBe(true);
-    // One A for the relay, one PTR, one A for the PTR name: however many messages.
-    expect(world.dns.log.map((q) => `${q.type} ${q.name}`).sort()).toEqual(
-      ['A mail.good.test', 'A plain.relay.test', 'PTR 2.0.0.127.in-addr.arpa'].sort(),
+    // One A for the relay, one PTR, one A for the PTR name, one MX for the recipient domain: however many messages.
+    // (Earlier tests' background sender checks may still be landing: they are about sender.test.)
+    const asked = world.dns.log.filter((q) => !q.name.endsWith('sender.test'));
+    expect(asked.map((q) => `${q.type} ${q.name}`).sort()).toEqual(
+      ['A mail.good.test', 'A plain.relay.test', 'MX example.test', 'PTR 2.0.0.127.in-addr.arpa'].sort(),
     );
     expect(world.plain.messages).toBe(10);
     expect(world.plain.sessions.filter((s) => s.messages.length > 0).every((s) => s.ehlo === 'mail.good.test')).toBe(true);
@@ -266,11 +276,23 @@ describe('no Sender Address Verification', () => {
     mx = await world.receiver({ host: '127.0.0.200', port: 25 });
   });
 
-  it('never contacts the sender domain\'s MX, nor looks it up, whatever the outcome', async () => {
+  it('never contacts the sender domain\'s MX, whatever the outcome: its checks are DNS lookups', async () => {
     await viaStrict('127.0.0.2').sendMail({ ...MESSAGE, from: 'app@sender.test' });
     await viaStrict('127.0.0.3').sendMail({ ...MESSAGE, from: 'app@sender.test' }).catch(() => undefined);
     await viaStrict('127.0.0.3', { edge: { mode: 'warn' } }).sendMail({ ...MESSAGE, from: 'app@sender.test' }).catch(() => undefined);
     await viaStrict('127.0.0.2').verify();
+    // The sender-side checks ran (in the background): they asked DNS about sender.test and its MX host...
+    await waitFor(() => world.dns.log.some((q) => q.type === 'TXT' && q.name === '_dmarc.sender.test'));
+    await waitFor(() => world.dns.log.some((q) => q.type === 'A' && q.name === 'mx.sender.test'));
+    // ...and nothing else: no connection to the MX, no RCPT probe.
+    expect(mx.connections).toBe(0);
+    expect(world.dns.log.filter((q) => q.name.includes('sender.test')).every((q) => ['TXT', 'MX', 'A', 'AAAA'].includes(q.type))).toBe(true);
+  });
+
+  it('does not even look the sender domain up when its checks are off', async () => {
+    const off = { spf: 'off', 'sender-mx': 'off', dmarc: 'off' } as const;
+    await viaStrict('127.0.0.2', { edge: { checks: off } }).sendMail({ ...MESSAGE, from: 'app@sender.test' });
+    await viaStrict('127.0.0.3', { edge: { mode: 'warn', checks: off } }).sendMail({ ...MESSAGE, from: 'app@sender.test' }).catch(() => undefined);
     expect(mx.connections).toBe(0);
     expect(world.dns.log.filter((q) => q.name.includes('sender.test'))).toEqual([]);
   });
@@ -285,15 +307,17 @@ describe('preflight', () => {
       edge: { dns: { servers: [world.dns.server] } },
     });
     expect(report.ok).toBe(false);
-    expect(report.checks.map((c) => [c.id, c.status])).toEqual([
-      ['destination', 'pass'],
-      ['edge-address', 'pass'],
-      ['ptr', 'pass'],
-      ['fcrdns', 'fail'],
-      ['ehlo-name', 'skip'],
+    expect(report.checks.map((c) => [c.id, c.status, c.severity])).toEqual([
+      ['destination', 'pass', 'enforce'],
+      ['edge-address', 'pass', 'enforce'],
+      ['ptr', 'pass', 'enforce'],
+      ['fcrdns', 'fail', 'enforce'],
+      ['ehlo-name', 'skip', 'enforce'],
+      ['ehlo-syntax', 'skip', 'enforce'],
+      ['generic-ptr', 'skip', 'warn'],
     ]);
     for (const check of report.checks) {
-      expect(Object.keys(check).sort()).toEqual(['actual', 'code', 'evidence', 'expected', 'hint', 'id', 'status']);
+      expect(Object.keys(check).sort()).toEqual(['actual', 'code', 'evidence', 'expected', 'hint', 'id', 'severity', 'status']);
     }
     expect(world.strict.connections).toBe(0);
   });

@@ -15,7 +15,7 @@ import type { Resolver } from '../dns/resolver.js';
 import { digLine } from './evidence.js';
 import { hostnameProblem, printable } from './hostname.js';
 import { HINT_TTL, invalidDomain, mailDomain, ownerNote, parseTags, paste, txtRecord, txtStrings } from './records.js';
-import type { CheckResult } from './types.js';
+import type { CheckVerdict } from './types.js';
 
 export interface DkimKeyOptions {
   /** The signing domain (d=). */
@@ -31,7 +31,7 @@ const MIN_RSA_BITS = 1024;
 /** Ed25519's SubjectPublicKeyInfo is a fixed 12-octet header and the 32-octet key. */
 const ED25519_SPKI_HEADER = 12;
 
-export async function checkDkim(options: DkimKeyOptions, resolver: Resolver, signal: AbortSignal): Promise<CheckResult> {
+export async function checkDkim(options: DkimKeyOptions, resolver: Resolver, signal: AbortSignal): Promise<CheckVerdict> {
   const selector = options.keySelector.trim().toLowerCase().replace(/\.$/, '');
   const expected = (owner: string): string => `a DKIM key record at ${owner} holding the public key of the configured private key`;
   const parsed = mailDomain(options.domainName);

@@ -16,7 +16,7 @@ import { digLine } from './evidence.js';
 import { printable } from './hostname.js';
 import { organisationalDomain } from './mailauth.js';
 import { invalidDomain, mailDomain, ownerNote, parseTags, paste, txtRecord, txtStrings, unique } from './records.js';
-import type { CheckResult } from './types.js';
+import type { CheckVerdict } from './types.js';
 
 const POLICIES = new Set(['none', 'quarantine', 'reject']);
 
@@ -27,14 +27,14 @@ export interface DmarcRecord {
   tags: Map<string, string>;
 }
 
-export async function checkDmarc(senderDomain: string, resolver: Resolver, signal: AbortSignal): Promise<CheckResult> {
+export async function checkDmarc(senderDomain: string, resolver: Resolver, signal: AbortSignal): Promise<CheckVerdict> {
   const expected = (who: string): string => `a DMARC record (TXT "v=DMARC1; p=...") at _dmarc.${who} or at its organisational domain`;
   const parsed = mailDomain(senderDomain);
   if (!parsed.ok) return invalidDomain('dmarc', senderDomain, parsed.problem, expected('<sender domain>'));
   const domain = parsed.domain;
   const org = organisationalDomain(domain);
   const lookups: Lookup[] = [];
-  const result = (status: CheckResult['status'], code: CheckResult['code'], actual: string, hint: string | null): CheckResult => ({
+  const result = (status: CheckVerdict['status'], code: CheckVerdict['code'], actual: string, hint: string | null): CheckVerdict => ({
     id: 'dmarc',
     status,
     expected: expected(domain),
@@ -43,7 +43,7 @@ export async function checkDmarc(senderDomain: string, resolver: Resolver, signa
     hint,
     evidence: unique(lookups.map((l) => digLine(l))),
   });
-  const temporary = (): CheckResult =>
+  const temporary = (): CheckVerdict =>
     result('temperror', 'DNS_TEMPFAIL', 'the DMARC lookup failed temporarily', `Retry later; if it persists, check that the resolvers in edge.dns.servers answer for ${domain}.`);
 
   let found: { owner: string; records: string[] } | undefined;

@@ -8,13 +8,13 @@
  */
 import { isIP, isIPv4, isIPv6 } from 'node:net';
 import { hostnameProblem, printable } from './hostname.js';
-import type { CheckResult } from './types.js';
+import type { CheckVerdict } from './types.js';
 
 const EXPECTED = 'a fully-qualified hostname, e.g. mail.example.com (RFC 5321 section 4.1.1.1, RFC 1123 section 2.1)';
 const FIX =
   'Let mailedge put the confirmed PTR name in EHLO (drop the `name` option), or set `name` to a fully-qualified hostname such as mail.example.com whose A/AAAA record is the edge address and which the PTR of that address names.';
 
-export async function checkEhloSyntax(name: string | null): Promise<CheckResult> {
+export async function checkEhloSyntax(name: string | null): Promise<CheckVerdict> {
   if (name === null) {
     return {
       id: 'ehlo-syntax',
@@ -27,7 +27,7 @@ export async function checkEhloSyntax(name: string | null): Promise<CheckResult>
     };
   }
   const shown = printable(name);
-  const fail = (why: string): CheckResult => ({
+  const fail = (why: string): CheckVerdict => ({
     id: 'ehlo-syntax',
     status: 'fail',
     expected: EXPECTED,

@@ -9,7 +9,7 @@ import type { Lookup, Resolver } from '../dns/resolver.js';
 import { canonicalAddress, reverseName } from '../dns/wire.js';
 import { digLine } from './evidence.js';
 import { hostnameProblem, printable } from './hostname.js';
-import type { CheckResult, PtrNameResult } from './types.js';
+import type { CheckVerdict, PtrNameResult } from './types.js';
 
 export interface FcrdnsOptions {
   /** PTR names examined at most; more than this is itself a failure (receivers pick any). */
@@ -17,7 +17,7 @@ export interface FcrdnsOptions {
 }
 
 export interface FcrdnsVerdict {
-  checks: [CheckResult, CheckResult];
+  checks: [CheckVerdict, CheckVerdict];
   ptrNames: PtrNameResult[];
   /** The confirmed name, lower-cased, or null. */
   name: string | null;
@@ -39,7 +39,7 @@ export async function checkFcrdns(
   const forwardType = isIPv6(edge) ? 'AAAA' : 'A';
   const ptr = await resolver.ptr(edge, signal);
   const ptrEvidence = digLine(ptr, edge);
-  const skipped = (why: string): CheckResult => ({
+  const skipped = (why: string): CheckVerdict => ({
     id: 'fcrdns',
     status: 'skip',
     expected: `a PTR name whose ${forwardType} record is ${edge}`,
@@ -145,7 +145,7 @@ export async function checkFcrdns(
     };
   });
 
-  const ptrCheck: CheckResult = {
+  const ptrCheck: CheckVerdict = {
     id: 'ptr',
     status: 'pass',
     expected: `a PTR record at ${arpa}`,
@@ -157,7 +157,7 @@ export async function checkFcrdns(
   const evidence = [...forwards.map((f) => digLine(f)), ...invalidEvidence, ...capNote];
   const expected = `every PTR name has an ${forwardType} record of ${edge}`;
   const lookups = [ptr, ...forwards];
-  const verdict = (status: CheckResult['status'], code: CheckResult['code'], actual: string, hint: string | null, name: string | null = null): FcrdnsVerdict => ({
+  const verdict = (status: CheckVerdict['status'], code: CheckVerdict['code'], actual: string, hint: string | null, name: string | null = null): FcrdnsVerdict => ({
     checks: [ptrCheck, { id: 'fcrdns', status, expected, actual, code, hint, evidence }],
     ptrNames,
     name,

@@ -37,7 +37,7 @@ import { canonicalAddress, reverseName } from '../dns/wire.js';
 import { printable } from './hostname.js';
 import { organisationalDomain } from './mailauth.js';
 import { HINT_TTL, paste } from './records.js';
-import type { CheckResult } from './types.js';
+import type { CheckVerdict } from './types.js';
 
 /** Words ISPs use in generic PTR names, matched as whole words in the host labels (see the module comment). */
 export const GENERIC_PTR_TOKENS: readonly string[] = [
@@ -59,7 +59,7 @@ export interface GenericPtrMatch {
   reason: string;
 }
 
-export async function checkGenericPtr(address: string, ptrName: string | null, allow: readonly string[]): Promise<CheckResult> {
+export async function checkGenericPtr(address: string, ptrName: string | null, allow: readonly string[]): Promise<CheckVerdict> {
   const edge = canonicalAddress(address);
   const expected = `a PTR name chosen for a mail server (e.g. mail.example.com), not an ISP's generic name for ${edge}`;
   if (ptrName === null) {

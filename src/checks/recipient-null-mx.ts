@@ -8,9 +8,9 @@
 import type { Resolver } from '../dns/resolver.js';
 import { digLine } from './evidence.js';
 import { invalidDomain, isNullMx, mailDomain, mxRecords, paste } from './records.js';
-import type { CheckResult } from './types.js';
+import type { CheckVerdict } from './types.js';
 
-export async function checkRecipientNullMx(recipientDomain: string, resolver: Resolver, signal: AbortSignal): Promise<CheckResult> {
+export async function checkRecipientNullMx(recipientDomain: string, resolver: Resolver, signal: AbortSignal): Promise<CheckVerdict> {
   const expected = (who: string): string => `${who} accepts mail: no null MX (RFC 7505)`;
   const parsed = mailDomain(recipientDomain);
   if (!parsed.ok) return invalidDomain('recipient-null-mx', recipientDomain, parsed.problem, expected('the recipient domain'));

@@ -5,7 +5,7 @@
 import { domainToASCII } from 'node:url';
 import type { Lookup } from '../dns/resolver.js';
 import { hostnameProblem, printable } from './hostname.js';
-import type { CheckId, CheckResult } from './types.js';
+import type { CheckId, CheckVerdict } from './types.js';
 
 /** The TTL suggested in every record a hint offers: an hour is the usual default and cheap to change. */
 export const HINT_TTL = 3600;
@@ -30,7 +30,7 @@ export function mailDomain(input: string): DomainParse {
 }
 
 /** The fail result every domain-based check gives for a domain it cannot look up. */
-export function invalidDomain(id: CheckId, input: string, problem: string, expected: string): CheckResult {
+export function invalidDomain(id: CheckId, input: string, problem: string, expected: string): CheckVerdict {
   return {
     id,
     status: 'fail',

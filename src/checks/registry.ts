@@ -5,9 +5,12 @@
  * FCrDNS check does. 'warn': it is reported and emitted as a warning, and the
  * mail goes out.
  */
-import type { CheckId } from './types.js';
+import type { CheckId, Severity } from './types.js';
 
-export type Severity = 'enforce' | 'warn';
+export type { Severity } from './types.js';
+
+/** What `edge.checks` may set per id: a severity, or 'off' (not run, not reported). */
+export type CheckSetting = Severity | 'off';
 
 export type DeliverabilityCheckId = Extract<
   CheckId,
@@ -30,3 +33,25 @@ export const DEFAULT_SEVERITY: Readonly<Record<DeliverabilityCheckId, Severity>>
 };
 
 export const DELIVERABILITY_CHECK_IDS = Object.keys(DEFAULT_SEVERITY) as DeliverabilityCheckId[];
+
+export function isDeliverabilityCheckId(id: string): id is DeliverabilityCheckId {
+  return Object.prototype.hasOwnProperty.call(DEFAULT_SEVERITY, id);
+}
+
+/**
+ * The FCrDNS-side checks: the identity itself. edge.mode, not edge.checks,
+ * says how seriously they are taken, because without them there is no
+ * confirmed name to put in EHLO at all.
+ */
+export const IDENTITY_CHECK_IDS: ReadonlySet<CheckId> = new Set<CheckId>(['destination', 'edge-address', 'ptr', 'fcrdns', 'ehlo-name']);
+
+/** Checks about the message's envelope: run per sender or recipient domain, not per identity. */
+export const SENDER_CHECK_IDS = ['spf', 'sender-mx', 'dmarc'] as const satisfies readonly DeliverabilityCheckId[];
+export const RECIPIENT_CHECK_IDS = ['recipient-null-mx'] as const satisfies readonly DeliverabilityCheckId[];
+
+export function severityOf(id: CheckId, mode: 'enforce' | 'warn', settings: Readonly<Record<DeliverabilityCheckId, CheckSetting>>): Severity {
+  if (!isDeliverabilityCheckId(id)) return mode;
+  const setting = settings[id];
+  // An 'off' check is never run, so it never needs a severity; 'warn' is the harmless answer.
+  return setting === 'off' ? 'warn' : setting;
+}

@@ -9,18 +9,18 @@ import { isTemporary, type Lookup, type Resolver } from '../dns/resolver.js';
 import { digLine } from './evidence.js';
 import { printable } from './hostname.js';
 import { HINT_TTL, invalidDomain, isNullMx, mailDomain, mxRecords, ownerNote, paste, unique } from './records.js';
-import type { CheckResult } from './types.js';
+import type { CheckVerdict } from './types.js';
 
 /** MX hosts examined at most; a domain with more still gets its preferred ones checked. */
 const MAX_EXCHANGES = 10;
 
-export async function checkSenderMx(senderDomain: string, resolver: Resolver, signal: AbortSignal): Promise<CheckResult> {
+export async function checkSenderMx(senderDomain: string, resolver: Resolver, signal: AbortSignal): Promise<CheckVerdict> {
   const expected = (who: string): string => `${who} can receive bounces: an MX host with an address (RFC 5321 section 5.1), not a null MX (RFC 7505)`;
   const parsed = mailDomain(senderDomain);
   if (!parsed.ok) return invalidDomain('sender-mx', senderDomain, parsed.problem, expected('the sender domain'));
   const domain = parsed.domain;
   const suggestedMx = `${domain}. ${HINT_TTL} IN MX 10 mail.${domain}.`;
-  const result = (status: CheckResult['status'], code: CheckResult['code'], actual: string, hint: string | null, lookups: Lookup[]): CheckResult => ({
+  const result = (status: CheckVerdict['status'], code: CheckVerdict['code'], actual: string, hint: string | null, lookups: Lookup[]): CheckVerdict => ({
     id: 'sender-mx',
     status,
     expected: expected(domain),

@@ -13,7 +13,7 @@ import { digLine } from './evidence.js';
 import { printable } from './hostname.js';
 import { mailauthSpf, type MailauthRecords, type MailauthResolver, type SpfResultName } from './mailauth.js';
 import { invalidDomain, mailDomain, ownerNote, paste, txtRecord, txtStrings, unique } from './records.js';
-import type { CheckResult, CheckStatus } from './types.js';
+import type { CheckVerdict, CheckStatus } from './types.js';
 
 const STATUS: Record<SpfResultName, CheckStatus> = {
   pass: 'pass',
@@ -33,7 +33,7 @@ const CODE = {
   fail: 'SPF_FAIL',
   permerror: 'SPF_PERMERROR',
   temperror: 'DNS_TEMPFAIL',
-} as const satisfies Record<SpfResultName, CheckResult['code']>;
+} as const satisfies Record<SpfResultName, CheckVerdict['code']>;
 
 /** Node's c-ares error codes, which mailauth branches on. */
 const TEMP_CODES: Record<TempReason, string> = {
@@ -58,7 +58,7 @@ export async function checkSpf(
   ehloName: string | null,
   resolver: Resolver,
   signal: AbortSignal,
-): Promise<CheckResult> {
+): Promise<CheckVerdict> {
   const edge = canonicalAddress(address);
   const nullSender = sender.trim() === '' || sender.trim() === '<>';
   const identity = nullSender ? (ehloName ?? '') : sender;

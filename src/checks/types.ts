@@ -21,7 +21,15 @@ export type CheckId =
   | 'dkim'
   | 'recipient-null-mx';
 
-export interface CheckResult {
+/**
+ * How seriously a check is taken. 'enforce': a fail or temperror holds the
+ * send (or fails preflight). 'warn': it is reported and emitted as a warning,
+ * and the mail goes out.
+ */
+export type Severity = 'enforce' | 'warn';
+
+/** What a check module returns: the verdict alone, before the configuration says how much it matters. */
+export interface CheckVerdict {
   id: CheckId;
   status: CheckStatus;
   /** What a well-run sender would have, in words or record form. */
@@ -33,6 +41,13 @@ export interface CheckResult {
   hint: string | null;
   /** Lines in the spirit of `dig +short`: what each lookup returned. */
   evidence: string[];
+}
+
+export interface CheckResult extends CheckVerdict {
+  /** Whether a fail or temperror of this check holds the send: set by edge.mode and edge.checks. */
+  severity: Severity;
+  /** The sender or recipient domain an envelope check is about; absent for the edge identity's checks. */
+  domain?: string;
 }
 
 /** One name from the PTR answer, and what its forward lookup said. */
@@ -50,6 +65,7 @@ export interface PtrNameResult {
 }
 
 export interface PreflightReport {
+  /** False only when an enforced check is fail or temperror. */
   ok: boolean;
   /** The edge address: what receivers see. */
   address: string | null;
@@ -68,13 +84,28 @@ export interface PreflightReport {
   staleReason?: string;
 }
 
-export function worstStatus(checks: readonly CheckResult[]): CheckStatus {
+export function worstStatus(checks: readonly CheckVerdict[]): CheckStatus {
   const order: CheckStatus[] = ['temperror', 'fail', 'warn', 'pass', 'skip'];
   for (const status of order) if (checks.some((c) => c.status === status)) return status;
   return 'pass';
 }
 
-export function firstFailure(checks: readonly CheckResult[]): CheckResult | undefined {
+/** The result with its severity, in the key order the JSON report shows. */
+export function withSeverity(verdict: CheckVerdict, severity: Severity, domain?: string): CheckResult {
+  const { id, status, expected, actual, code, hint, evidence } = verdict;
+  return { id, status, severity, ...(domain === undefined ? {} : { domain }), expected, actual, code, hint, evidence };
+}
+
+export function isFailing(check: CheckVerdict): boolean {
+  return check.status === 'fail' || check.status === 'temperror';
+}
+
+/** The enforced checks that fail or are in temperror: what makes a report not ok. */
+export function enforcedFailures(checks: readonly CheckResult[]): CheckResult[] {
+  return checks.filter((c) => c.severity === 'enforce' && isFailing(c));
+}
+
+export function firstFailure<T extends CheckVerdict>(checks: readonly T[]): T | undefined {
   return (
     checks.find((c) => c.status === 'fail') ?? checks.find((c) => c.status === 'temperror')
   );

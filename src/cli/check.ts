@@ -1,7 +1,7 @@
 import { preflight } from '../preflight.js';
 import { renderReport } from '../report/human.js';
 import { toJsonReport } from '../report/json.js';
-import type { PreflightReport } from '../checks/types.js';
+import { enforcedFailures, type PreflightReport } from '../checks/types.js';
 import { EDGE_FLAGS, parseFlags } from './args.js';
 import { EXIT, UsageError, useColor, type CliIo } from './io.js';
 import { environment, transportOptions } from './settings.js';
@@ -9,7 +9,8 @@ import { environment, transportOptions } from './settings.js';
 export const CHECK_USAGE = `Usage: mailedge check [options]
 
 Checks the sending identity (edge address, PTR, forward confirmation, EHLO name)
-without sending anything.
+without sending anything; with --from and --to, the envelope sender's domain
+(SPF, MX, DMARC) and the recipients' domains (null MX) as well. DNS only.
 
 Options:
   --host DEST             destination the mail goes to (default: $SMTP_HOST)
@@ -18,19 +19,29 @@ Options:
   --public-address IP     address receivers see behind NAT (default: $MAILEDGE_PUBLIC_ADDRESS)
   --dns HOST:PORT         resolver to use; repeatable (default: $MAILEDGE_DNS, else the system's)
   --dns-timeout MS        deadline for all lookups of the check (default 5000)
-  --json                  print the report as JSON
+  --from ADDR             envelope sender to check: spf, sender-mx, dmarc
+  --to ADDR               recipient to check: recipient-null-mx; repeatable
+  --json                  print the report as JSON (docs/report.schema.json)
   -h, --help              show this help
 
-Exit codes: 0 passed, 1 misconfigured, 2 temporary failure (retry), 64 usage error.
+Exit codes: 0 no enforced check failed (warnings allowed), 1 an enforced check
+failed, 2 the only enforced failures are temporary (retry), 64 usage error.
 `;
 
+const CHECK_FLAGS = {
+  ...EDGE_FLAGS,
+  from: { type: 'string' },
+  to: { type: 'string', multiple: true },
+} as const;
+
+/** Only enforced checks decide the exit code: a warn-level failure is printed, and the step goes on. */
 export function exitCodeFor(report: PreflightReport): number {
   if (report.ok) return EXIT.ok;
-  return report.checks.some((c) => c.status === 'fail') ? EXIT.misconfigured : EXIT.temporary;
+  return enforcedFailures(report.checks).some((c) => c.status === 'fail') ? EXIT.misconfigured : EXIT.temporary;
 }
 
 export async function checkCommand(args: string[], io: CliIo): Promise<number> {
-  const flags = parseFlags(args, EDGE_FLAGS);
+  const flags = parseFlags(args, CHECK_FLAGS);
   if (flags.help) {
     io.stdout.write(CHECK_USAGE);
     return EXIT.ok;
@@ -39,7 +50,8 @@ export async function checkCommand(args: string[], io: CliIo): Promise<number> {
   if (!options.host && !options.localAddress && !options.edge?.publicAddress) {
     throw new UsageError('--host: give the destination, or --local-address / --public-address (or SMTP_HOST, MAILEDGE_LOCAL_ADDRESS)');
   }
-  const report = await preflight(options);
+  if (flags.from !== undefined && flags.from.trim() === '') throw new UsageError('--from: expected an address');
+  const report = await preflight(options, { ...(flags.from !== undefined ? { from: flags.from } : {}), ...(flags.to ? { to: flags.to } : {}) });
   io.stdout.write(flags.json ? `${JSON.stringify(toJsonReport(report), null, 2)}\n` : renderReport(report, { color: useColor(io) }));
   return exitCodeFor(report);
 }

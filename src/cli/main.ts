@@ -7,7 +7,8 @@ import { EXIT, UsageError, type CliIo } from './io.js';
 export const USAGE = `Usage: mailedge <command> [options]
 
 Commands:
-  check   check the sending identity (PTR, forward confirmation, EHLO name)
+  check   check the sending identity (PTR, forward confirmation, EHLO name),
+          and with --from / --to the sender and recipient domains
   send    send one message through the checked transport
   demo    run the embedded demo world on loopback
 

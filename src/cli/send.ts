@@ -63,10 +63,11 @@ export async function sendCommand(args: string[], io: CliIo): Promise<number> {
     });
     if (flags.json) {
       const { name, address, verified, stale } = info.edge;
-      io.stdout.write(`${JSON.stringify({ ok: true, name, address, verified, stale, messageId: info.messageId, response: info.response })}\n`);
+      io.stdout.write(`${JSON.stringify({ ok: true, name, address, verified, stale, messageId: info.messageId, response: info.response, rejected: info.rejected })}\n`);
     } else {
       const caveat = info.edge.verified ? (info.edge.stale ? ' (identity served stale)' : '') : ' (UNVERIFIED: warn mode)';
       io.stdout.write(`sent from ${info.edge.address} as ${info.edge.name}${caveat}: ${info.response}\n`);
+      for (const err of info.rejectedErrors ?? []) io.stdout.write(`  not sent to ${printable(err.recipient ?? '?')}: ${printable(err.message)}\n`);
     }
     return EXIT.ok;
   } catch (err) {

@@ -1,6 +1,7 @@
 /**
- * The report for machines. `schema` changes only when a field changes meaning
- * or goes away; new fields may be added within a schema version.
+ * The report for machines, described by docs/report.schema.json. `schema`
+ * changes only when a field changes meaning or goes away; new fields may be
+ * added within a schema version.
  */
 import type { PreflightReport } from '../checks/types.js';
 
@@ -14,6 +15,7 @@ export interface JsonReport {
   destination: string | null;
   stale: boolean;
   checks: PreflightReport['checks'];
+  ptrNames: PreflightReport['ptrNames'];
 }
 
 export function toJsonReport(report: PreflightReport): JsonReport {
@@ -25,5 +27,6 @@ export function toJsonReport(report: PreflightReport): JsonReport {
     destination: report.destination,
     stale: report.stale,
     checks: report.checks,
+    ptrNames: report.ptrNames,
   };
 }

@@ -1,7 +1,7 @@
 /**
  * The test world every end-to-end test shares: the fixture DNS server serving
- * fixtures/zones/world.zone and receivers on loopback. Each test file starts
- * its own world and tears it down.
+ * fixtures/zones/world.zone (plus DELIVERABILITY_ZONE below) and receivers on
+ * loopback. Each test file starts its own world and tears it down.
  */
 import { startDnsServer, type FixtureDnsServer } from '../../src/testing/dns-server.js';
 import { startReceiver, type Receiver, type ReceiverOptions } from '../../src/testing/receiver.js';
@@ -23,8 +23,24 @@ export interface World {
   close(): Promise<void>;
 }
 
+/**
+ * Sender and recipient domains for the deliverability checks, beside the
+ * world zone's sender.test (which passes them all) and nullmx.example.test.
+ */
+export const DELIVERABILITY_ZONE = `
+$TTL 300
+; SPF forbids every loopback sender; otherwise a well-run domain (DMARC from sender.test)
+fail.sender.test.          TXT "v=spf1 ip4:127.0.9.9 -all"
+fail.sender.test.          MX  10 mx.sender.test.
+; no SPF, no MX (implicit MX: its A record), no DMARC: three warnings
+lax.test.                  A   127.0.0.60
+; 127.0.0.13: FCrDNS passes, but the name is an ISP's generic one
+13.0.0.127.in-addr.arpa.   PTR 127-0-0-13.dsl.isp.test.
+127-0-0-13.dsl.isp.test.   A   127.0.0.13
+`;
+
 export async function startWorld(): Promise<World> {
-  const dns = await startDnsServer({ zoneFiles: [WORLD_ZONE_FILE] });
+  const dns = await startDnsServer({ zoneFiles: [WORLD_ZONE_FILE], zone: DELIVERABILITY_ZONE });
   const strict = await startReceiver({ host: '127.0.0.100', strict: true, dnsServer: dns.server });
   const plain = await startReceiver({ host: '127.0.0.101' });
   const world: World = {

@@ -1,0 +1,315 @@
+/**
+ * The checks that depend on the message rather than on the sending host: the
+ * envelope sender's domain (spf, sender-mx, dmarc) and each recipient's domain
+ * (recipient-null-mx). DNS only: no host is contacted over SMTP, so this is
+ * never Sender Address Verification.
+ *
+ * A send may carry any sender and recipients, so verdicts are cached per check
+ * and domain, each for edge.dns.minTtl seconds, and concurrent sends share one
+ * lookup per key. The window is the shortest one mailedge keeps any answer
+ * for: long enough that a burst to one domain costs one lookup, short enough
+ * that a domain fixing its DNS is seen within half a minute by default.
+ */
+import { setMaxListeners } from 'node:events';
+import MailComposer from 'nodemailer/lib/mail-composer';
+import addressparser from 'nodemailer/lib/addressparser';
+import type { SendMailOptions } from 'nodemailer';
+import type { Resolver } from './dns/resolver.js';
+import { checkSpf } from './checks/spf.js';
+import { checkSenderMx } from './checks/sender-mx.js';
+import { checkDmarc } from './checks/dmarc.js';
+import { checkRecipientNullMx } from './checks/recipient-null-mx.js';
+import { mailDomain } from './checks/records.js';
+import { printable } from './checks/hostname.js';
+import { RECIPIENT_CHECK_IDS, SENDER_CHECK_IDS, type DeliverabilityCheckId } from './checks/registry.js';
+import { enforcedFailures, withSeverity, type CheckResult, type CheckVerdict, type PreflightReport, type Severity } from './checks/types.js';
+import type { ResolvedEdgeOptions } from './options.js';
+
+/** The envelope Nodemailer will send with: MAIL FROM (false for the null sender) and every RCPT TO. */
+export interface MessageEnvelope {
+  from: string | false;
+  to: string[];
+  [key: string]: unknown;
+}
+
+/** What the sender-side checks need to know about the sending host. */
+export interface EdgeContext {
+  /** The edge address, for SPF; null when it is unknown. */
+  address: string | null;
+  /** The EHLO name, for SPF's %{h} and the null sender. */
+  ehloName: string | null;
+}
+
+export interface Screening {
+  /** The enforced checks that were awaited: what a refusal's report shows. */
+  checks: CheckResult[];
+  /** An enforced sender-side check that failed: the whole message is refused. */
+  blocking: CheckResult | undefined;
+  /** Recipients refused before connecting, each with the check that refused it. */
+  refused: Array<{ recipient: string; check: CheckResult }>;
+}
+
+export interface ScreenOptions {
+  /** False while the identity is served stale: DNS is known to be failing, so sends use only verdicts already cached. */
+  wait: boolean;
+  /** Called once per (check id, domain, code) per cache period for a result worth a warning. */
+  warn: (check: CheckResult) => void;
+}
+
+interface Task {
+  id: DeliverabilityCheckId;
+  /** The domain shown in the report (or the text given, when it is not a domain). */
+  domain: string;
+  key: string;
+  recipients: string[];
+  run: (signal: AbortSignal) => Promise<CheckVerdict>;
+}
+
+interface Entry {
+  verdict: CheckVerdict;
+  expiresAt: number;
+}
+
+/** Entries kept at most; past this, expired ones are dropped, then the oldest. */
+const MAX_ENTRIES = 10_000;
+
+const ADDRESS_KEYS = ['from', 'sender', 'replyTo', 'to', 'cc', 'bcc', 'envelope', 'headers'] as const;
+
+/**
+ * The envelope by Nodemailer's own rules: `envelope` when the message sets
+ * one, else From (or Sender, Reply-To) and To, Cc, Bcc, with the transport's
+ * message defaults filling what the message leaves out. Composed by
+ * Nodemailer's MailComposer from the address fields alone, so the body is
+ * neither built nor read. Undefined when Nodemailer could not compose it
+ * either; the send then fails in Nodemailer, with its own error.
+ */
+export function envelopeOf(mail: SendMailOptions, defaults: SendMailOptions | undefined): MessageEnvelope | undefined {
+  const fields: SendMailOptions = {};
+  for (const key of ADDRESS_KEYS) {
+    const own = Object.prototype.hasOwnProperty.call(mail, key) ? mail[key] : undefined;
+    const fallback = defaults && Object.prototype.hasOwnProperty.call(defaults, key) ? defaults[key] : undefined;
+    const value = own ?? fallback;
+    if (value !== undefined) Object.assign(fields, { [key]: value });
+  }
+  try {
+    return new MailComposer(fields).compile().getEnvelope();
+  } catch {
+    return undefined;
+  }
+}
+
+/** The bare addresses of "Name <a@b>" strings, lists and groups, as Nodemailer reads them. */
+export function addressesOf(value: string | readonly string[] | undefined): string[] {
+  const list = value === undefined ? [] : typeof value === 'string' ? [value] : value;
+  return list.flatMap((text) => addressparser(text, { flatten: true }).map((a) => a.address).filter((a) => a.length > 0));
+}
+
+/** The report with envelope checks added: ok only while no enforced check fails or is in temperror. */
+export function withEnvelopeChecks(report: PreflightReport, checks: readonly CheckResult[]): PreflightReport {
+  if (checks.length === 0) return report;
+  const all = [...report.checks, ...checks];
+  return { ...report, ok: enforcedFailures(all).length === 0, checks: all };
+}
+
+export class EnvelopeChecks {
+  private readonly cache = new Map<string, Entry>();
+  private readonly inflight = new Map<string, Promise<CheckVerdict>>();
+  /** (check id, domain, code) → until when it is not announced again. */
+  private readonly warned = new Map<string, number>();
+  /** Aborted by dispose(): checks still running in the background stop asking DNS. */
+  private readonly stop = new AbortController();
+  /** Whether any envelope check is on; when none is, a send need not even compose the envelope. */
+  readonly active: boolean;
+
+  constructor(
+    private readonly options: ResolvedEdgeOptions,
+    private readonly resolver: Resolver,
+  ) {
+    setMaxListeners(0, this.stop.signal);
+    this.active = [...SENDER_CHECK_IDS, ...RECIPIENT_CHECK_IDS].some((id) => options.checks[id] !== 'off');
+  }
+
+  /**
+   * Every envelope check that is not off, for this sender and these
+   * recipients, awaited: what preflight() and `mailedge check` report.
+   * `from` undefined leaves the sender side out; '' or '<>' is the null sender.
+   */
+  async report(from: string | undefined, to: readonly string[], edge: EdgeContext): Promise<CheckResult[]> {
+    const tasks = [...(from === undefined ? [] : this.senderTasks(from, edge)), ...this.recipientTasks(to)];
+    return Promise.all(tasks.map(async (task) => withSeverity(await this.get(task), this.severity(task.id), task.domain)));
+  }
+
+  /**
+   * In front of a send. Only enforced checks are awaited (by default only
+   * recipient-null-mx); the others run in the background and are announced
+   * through `warn`, so they never delay nor fail a send. An enforced check
+   * holds mail only on a definite answer: a temperror lets it through,
+   * because the relay looks the domains up again when it delivers, and a DNS
+   * hiccup here is no reason to hold mail there. A recipient is refused only
+   * for a null MX; any other recipient problem is left to the relay.
+   */
+  async screen(envelope: MessageEnvelope, edge: EdgeContext, options: ScreenOptions): Promise<Screening> {
+    const senderSide = this.senderTasks(envelope.from === false ? '' : envelope.from, edge);
+    const tasks = [...senderSide, ...this.recipientTasks(envelope.to)];
+    const awaited: Array<Promise<{ task: Task; result: CheckResult }>> = [];
+    for (const task of tasks) {
+      const severity = this.severity(task.id);
+      if (this.options.checks[task.id] === 'off') continue;
+      const cached = this.peek(task.key);
+      if (severity === 'enforce' && (options.wait || cached)) {
+        awaited.push((cached ? Promise.resolve(cached) : this.get(task)).then((verdict) => ({ task, result: withSeverity(verdict, severity, task.domain) })));
+        continue;
+      }
+      // A throwing warning listener must not become an unhandled rejection of a send that already returned.
+      void this.get(task)
+        .then((verdict) => this.announce(withSeverity(verdict, severity, task.domain), options.warn))
+        .catch(() => undefined);
+    }
+    const settled = await Promise.all(awaited);
+    for (const { result } of settled) this.announce(result, options.warn);
+    const senderIds: readonly string[] = SENDER_CHECK_IDS;
+    return {
+      checks: settled.map((s) => s.result),
+      blocking: settled.find((s) => senderIds.includes(s.task.id) && s.result.status === 'fail')?.result,
+      refused: settled.flatMap(({ task, result }) =>
+        result.status === 'fail' && result.code === 'RECIPIENT_NULL_MX' ? task.recipients.map((recipient) => ({ recipient, check: result })) : [],
+      ),
+    };
+  }
+
+  /** Stops the background checks; the transport calls this from close(). */
+  dispose(): void {
+    this.stop.abort();
+  }
+
+  private severity(id: DeliverabilityCheckId): Severity {
+    const setting = this.options.checks[id];
+    return setting === 'off' ? 'warn' : setting;
+  }
+
+  private senderTasks(from: string, edge: EdgeContext): Task[] {
+    const nullSender = from.trim() === '' || from.trim() === '<>';
+    const parsed = mailDomain(from);
+    const domain = nullSender ? (edge.ehloName ?? '<>') : parsed.ok ? parsed.domain : printable(from);
+    const tasks: Task[] = [];
+    const add = (id: DeliverabilityCheckId, key: string, run: Task['run']): void => {
+      if (this.options.checks[id] !== 'off') tasks.push({ id, domain, key: `${id} ${key}`, recipients: [], run });
+    };
+    // SPF depends on who connects and how it names itself, not only on the domain.
+    add('spf', `${domain} ${edge.address ?? ''} ${edge.ehloName ?? ''}`, (signal) =>
+      edge.address === null ? Promise.resolve(notChecked('spf', 'no edge address to evaluate SPF for')) : checkSpf(nullSender ? '' : from, edge.address, edge.ehloName, this.resolver, signal),
+    );
+    add('sender-mx', domain, (signal) =>
+      nullSender ? Promise.resolve(notChecked('sender-mx', 'the null sender (<>) receives no bounces')) : checkSenderMx(from, this.resolver, signal),
+    );
+    add('dmarc', domain, (signal) =>
+      nullSender ? Promise.resolve(notChecked('dmarc', 'the null sender (<>) has no domain')) : checkDmarc(from, this.resolver, signal),
+    );
+    return tasks;
+  }
+
+  private recipientTasks(to: readonly string[]): Task[] {
+    if (this.options.checks['recipient-null-mx'] === 'off') return [];
+    const byDomain = new Map<string, Task>();
+    for (const recipient of to) {
+      const parsed = mailDomain(recipient);
+      const domain = parsed.ok ? parsed.domain : printable(recipient);
+      const task = byDomain.get(domain);
+      if (task) {
+        task.recipients.push(recipient);
+        continue;
+      }
+      byDomain.set(domain, {
+        id: 'recipient-null-mx',
+        domain,
+        key: `recipient-null-mx ${domain}`,
+        recipients: [recipient],
+        run: (signal) => checkRecipientNullMx(recipient, this.resolver, signal),
+      });
+    }
+    return [...byDomain.values()];
+  }
+
+  /** A verdict still within its cache period, without any I/O. */
+  private peek(key: string): CheckVerdict | undefined {
+    const entry = this.cache.get(key);
+    return entry && entry.expiresAt > this.options.clock.now() ? entry.verdict : undefined;
+  }
+
+  /** Cached for minTtl seconds, single-flight per key. Never rejects. */
+  private get(task: Task): Promise<CheckVerdict> {
+    const cached = this.peek(task.key);
+    if (cached) return Promise.resolve(cached);
+    const running = this.inflight.get(task.key);
+    if (running) return running;
+    const promise = this.run(task)
+      .then((verdict) => {
+        if (!this.stop.signal.aborted) this.remember(task.key, verdict);
+        return verdict;
+      })
+      .finally(() => this.inflight.delete(task.key));
+    this.inflight.set(task.key, promise);
+    return promise;
+  }
+
+  private remember(key: string, verdict: CheckVerdict): void {
+    const now = this.options.clock.now();
+    if (this.cache.size >= MAX_ENTRIES) {
+      for (const [k, entry] of this.cache) if (entry.expiresAt <= now) this.cache.delete(k);
+      const oldest = this.cache.keys().next();
+      if (this.cache.size >= MAX_ENTRIES && !oldest.done) this.cache.delete(oldest.value);
+    }
+    // Re-inserted, so the map's order stays oldest first.
+    this.cache.delete(key);
+    this.cache.set(key, { verdict, expiresAt: now + this.options.minTtl * 1000 });
+  }
+
+  /** One deadline per check (edge.dns.timeout), cut short by dispose(). */
+  private async run(task: Task): Promise<CheckVerdict> {
+    const controller = new AbortController();
+    setMaxListeners(0, controller.signal);
+    const abort = (): void => controller.abort();
+    const timer = setTimeout(abort, this.options.timeout);
+    this.stop.signal.addEventListener('abort', abort, { once: true });
+    if (this.stop.signal.aborted) abort();
+    try {
+      return await task.run(controller.signal);
+    } catch (err) {
+      // The checks answer every DNS outcome themselves; this is a fault in one of them, reported rather than thrown at a send.
+      return {
+        id: task.id,
+        status: 'temperror',
+        expected: `the ${task.id} check completes for ${task.domain}`,
+        actual: `the check could not complete: ${printable(err instanceof Error ? err.message : String(err))}`,
+        code: 'DNS_TEMPFAIL',
+        hint: 'Retry later; if it persists, report it as a mailedge bug with this message.',
+        evidence: [],
+      };
+    } finally {
+      clearTimeout(timer);
+      this.stop.signal.removeEventListener('abort', abort);
+    }
+  }
+
+  /**
+   * A warning for a result that deserves one: a warn status, or a failure of a
+   * check set to 'warn'. A temperror is not announced: it says nothing about
+   * the domain, and the next period asks again.
+   */
+  private announce(result: CheckResult, warn: ScreenOptions['warn']): void {
+    const worth = result.code !== null && (result.status === 'warn' || (result.status === 'fail' && result.severity === 'warn'));
+    if (!worth) return;
+    const key = `${result.id} ${result.domain ?? ''} ${result.code ?? ''}`;
+    const now = this.options.clock.now();
+    if ((this.warned.get(key) ?? 0) > now) return;
+    if (this.warned.size >= MAX_ENTRIES) {
+      for (const [k, until] of this.warned) if (until <= now) this.warned.delete(k);
+    }
+    this.warned.set(key, now + this.options.minTtl * 1000);
+    warn(result);
+  }
+}
+
+function notChecked(id: DeliverabilityCheckId, why: string): CheckVerdict {
+  return { id, status: 'skip', expected: 'a domain to check', actual: `not checked: ${why}`, code: null, hint: null, evidence: [] };
+}
