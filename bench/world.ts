@@ -27,6 +27,8 @@ export interface WorldStats {
   queries: number;
   queriesByType: Record<string, number>;
   ptrQueryTimes: number[];
+  /** Queries by 'TYPE name'. */
+  byQuestion: Record<string, number>;
   messages: number;
   duplicates: number;
   subjects: number;
@@ -85,6 +87,9 @@ async function main(): Promise<void> {
           queries: dns?.queries ?? 0,
           queriesByType: byType,
           ptrQueryTimes: (dns?.log ?? []).filter((q) => q.type === 'PTR').map((q) => q.at),
+          byQuestion: Object.fromEntries(
+            [...new Set((dns?.log ?? []).map((q) => `${q.type} ${q.name}`))].map((k) => [k, (dns?.log ?? []).filter((q) => `${q.type} ${q.name}` === k).length]),
+          ),
           messages,
           duplicates,
           subjects: subjects.size,

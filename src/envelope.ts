@@ -91,8 +91,34 @@ export function envelopeOf(mail: SendMailOptions, defaults: SendMailOptions | un
     const value = own ?? fallback;
     if (value !== undefined) Object.assign(fields, { [key]: value });
   }
+  // Composing is the costly part of a send's screening; applications send the
+  // same sender and recipients over and over, so envelopes are remembered by
+  // their address fields.
+  const key = memoKey(fields);
+  const known = key === undefined ? undefined : envelopeMemo.get(key);
+  if (known) return known;
+  let envelope: MessageEnvelope | undefined;
   try {
-    return new MailComposer(fields).compile().getEnvelope();
+    envelope = new MailComposer(fields).compile().getEnvelope();
+  } catch {
+    return undefined;
+  }
+  if (key !== undefined) {
+    if (envelopeMemo.size >= ENVELOPE_MEMO_SIZE) envelopeMemo.delete(envelopeMemo.keys().next().value ?? '');
+    envelopeMemo.set(key, envelope);
+  }
+  return envelope;
+}
+
+const ENVELOPE_MEMO_SIZE = 1_000;
+const TASK_MEMO_SIZE = 1_000;
+const envelopeMemo = new Map<string, MessageEnvelope>();
+
+/** A key for plain address fields (strings, arrays, {name, address}); undefined for anything else. */
+function memoKey(fields: SendMailOptions): string | undefined {
+  try {
+    const key = JSON.stringify(fields);
+    return key.length <= 4096 ? key : undefined;
   } catch {
     return undefined;
   }
@@ -118,6 +144,7 @@ export class EnvelopeChecks {
   private readonly warned = new Map<string, number>();
   /** Aborted by dispose(): checks still running in the background stop asking DNS. */
   private readonly stop = new AbortController();
+  private readonly taskMemo = new Map<string, Task[]>();
   /** Whether any envelope check is on; when none is, a send need not even compose the envelope. */
   readonly active: boolean;
 
@@ -149,8 +176,7 @@ export class EnvelopeChecks {
    * for a null MX; any other recipient problem is left to the relay.
    */
   async screen(envelope: MessageEnvelope, edge: EdgeContext, options: ScreenOptions): Promise<Screening> {
-    const senderSide = this.senderTasks(envelope.from === false ? '' : envelope.from, edge);
-    const tasks = [...senderSide, ...this.recipientTasks(envelope.to)];
+    const tasks = this.tasksFor(envelope, edge);
     const awaited: Array<Promise<{ task: Task; result: CheckResult }>> = [];
     for (const task of tasks) {
       const severity = this.severity(task.id);
@@ -175,6 +201,17 @@ export class EnvelopeChecks {
         result.status === 'fail' && result.code === 'RECIPIENT_NULL_MX' ? task.recipients.map((recipient) => ({ recipient, check: result })) : [],
       ),
     };
+  }
+
+  /** The tasks of one envelope from one edge, remembered: the same sender and recipients recur send after send. */
+  private tasksFor(envelope: MessageEnvelope, edge: EdgeContext): Task[] {
+    const key = `${envelope.from === false ? '' : envelope.from}\n${envelope.to.join('\n')}\n${edge.address ?? ''}\n${edge.ehloName ?? ''}`;
+    const known = this.taskMemo.get(key);
+    if (known) return known;
+    const tasks = [...this.senderTasks(envelope.from === false ? '' : envelope.from, edge), ...this.recipientTasks(envelope.to)];
+    if (this.taskMemo.size >= TASK_MEMO_SIZE) this.taskMemo.delete(this.taskMemo.keys().next().value ?? '');
+    this.taskMemo.set(key, tasks);
+    return tasks;
   }
 
   /** Stops the background checks; the transport calls this from close(). */
