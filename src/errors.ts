@@ -255,15 +255,30 @@ export class EdgeRefusedError extends MailedgeError {
   ) {
     const code = (failed.code ?? 'DNS_TEMPFAIL') as ErrorCode;
     const recipients = options.recipients ?? [];
-    super(code, recipients.length > 0 ? `mailedge refused ${recipients.join(', ')}: ${failed.actual}` : `mailedge refused to send: ${failed.actual}`, {
-      permanent: failed.status !== 'temperror',
-      hint: failed.hint ?? ERROR_CODES[code].fix,
-      evidence: failed.evidence,
+    // When both address families were examined and neither passed, the refusal shows both.
+    const blocking = failed.family === undefined ? [failed] : familyFailures(report, failed);
+    const labelled = (c: CheckResult, text: string): string => (c.family === undefined ? text : `IPv${c.family}: ${text}`);
+    const actual = blocking.map((c) => labelled(c, c.actual)).join('; ');
+    super(code, recipients.length > 0 ? `mailedge refused ${recipients.join(', ')}: ${actual}` : `mailedge refused to send: ${actual}`, {
+      permanent: blocking.every((c) => c.status !== 'temperror'),
+      hint: blocking.map((c) => c.hint && labelled(c, c.hint)).filter(Boolean).join(' ') || ERROR_CODES[code].fix,
+      evidence: blocking.flatMap((c) => c.evidence.map((line) => labelled(c, line))),
       mail: options.mail,
     });
     this.recipients = recipients;
     this.recipient = recipients.length === 1 ? recipients[0] : undefined;
   }
+}
+
+/** The check that holds the send, and the first enforced failure of each other family beside it. */
+function familyFailures(report: PreflightReport, failed: CheckResult): CheckResult[] {
+  const others = [4, 6]
+    .filter((family) => family !== failed.family)
+    .flatMap((family) => {
+      const first = enforcedFailures(report.checks.filter((c) => c.family === family))[0];
+      return first ? [first] : [];
+    });
+  return [failed, ...others].sort((a, b) => (a.family ?? 0) - (b.family ?? 0));
 }
 
 /** SMTP or connection failure after the identity was confirmed. */

@@ -34,6 +34,8 @@ export interface Identity {
    * served stale, so warn mode keeps its confirmed name through a DNS outage.
    */
   passed: boolean;
+  /** The family mail leaves over: the edge address's; null when there is no edge. */
+  family: 4 | 6 | null;
 }
 
 const ORIGIN_TEXT: Record<EdgeAddress['origin'], string> = {
@@ -128,8 +130,12 @@ export class EdgeVerifier {
 
   /** Decides what a fresh verdict means for the identity in use. */
   private settle(fresh: Identity): Identity {
-    const holding = fresh.report.checks.filter(holdsIdentity);
-    const temporaryOnly = holding.length > 0 && holding.every((c) => c.status === 'temperror');
+    // Per family: a confirmed IPv6 identity whose re-check only timed out is still
+    // served stale though IPv4 keeps failing for good beside it.
+    const temporaryOnly = familyGroups(fresh.report.checks).some((group) => {
+      const holding = group.filter(holdsIdentity);
+      return holding.length > 0 && holding.every((c) => c.status === 'temperror');
+    });
     const confirmed = this.confirmed;
     if (temporaryOnly && confirmed && this.options.clock.now() < this.staleUntil()) {
       return this.serveStale(confirmed, failureSummary(fresh));
@@ -166,11 +172,28 @@ export class EdgeVerifier {
     }
   }
 
+  /**
+   * The identity for the family that passes. IPv4 is asked first (A before
+   * AAAA, as before families were told apart); only when its edge fails for
+   * good, or has no route, is the IPv6 edge checked, so a host whose IPv4 is
+   * in order costs no IPv6 lookups at all. A temporary IPv4 failure does not
+   * fall back: serving stale or retrying keeps the family already known.
+   */
   private async verifyWithin(signal: AbortSignal): Promise<Identity> {
     const { options } = this;
     const fixedEdge = options.publicAddress ?? options.localAddress;
     // The route must be of the checked address's family, or mail leaves from an unchecked one.
-    const preferFamily = fixedEdge ? (isIPv6(fixedEdge) ? 6 : 4) : null;
+    const fixed: 4 | 6 | null = fixedEdge ? (isIPv6(fixedEdge) ? 6 : 4) : options.family === 'auto' ? null : options.family;
+    const first = await this.verifyFamily(signal, fixed);
+    if (fixed !== null || first.passed || first.family === 6 || options.host === undefined || !permanentlyFailed(first)) return first;
+    const second = await this.verifyFamily(signal, 6);
+    if (unavailable(second)) return first;
+    return combineFamilies(first, second);
+  }
+
+  private async verifyFamily(signal: AbortSignal, preferFamily: 4 | 6 | null): Promise<Identity> {
+    const { options } = this;
+    const fixedEdge = options.publicAddress ?? options.localAddress;
     const lookups: Lookup[] = [];
     const checks: CheckVerdict[] = [];
     if (options.host === undefined && fixedEdge === undefined) {
@@ -351,6 +374,7 @@ export class EdgeVerifier {
       edge,
       ehloName: edge ? ehloName : null,
       passed,
+      family: edge ? (isIPv6(edge.address) ? 6 : 4) : null,
     };
   }
 }
@@ -358,6 +382,49 @@ export class EdgeVerifier {
 /** A failure that holds a send: any FCrDNS-side one (whatever the mode), or an enforced deliverability check. */
 function holdsIdentity(check: CheckResult): boolean {
   return isFailing(check) && (check.severity === 'enforce' || IDENTITY_CHECK_IDS.has(check.id));
+}
+
+/** Checks split by the family they were made for; a single-family report is one group. */
+function familyGroups(checks: readonly CheckResult[]): CheckResult[][] {
+  const families = new Set(checks.map((c) => c.family));
+  return [...families].map((family) => checks.filter((c) => c.family === family));
+}
+
+/** Failed, and not because DNS failed to answer: worth trying the other family. */
+function permanentlyFailed(identity: Identity): boolean {
+  const holding = identity.report.checks.filter(holdsIdentity);
+  return holding.length > 0 && !holding.some((c) => c.status === 'temperror');
+}
+
+/** The family cannot be used at all: no address of it for the destination, or no route from here. */
+function unavailable(identity: Identity): boolean {
+  return identity.report.checks.some((c) => (c.id === 'destination' || c.id === 'edge-address') && isFailing(c));
+}
+
+function tagged(checks: readonly CheckResult[], family: 4 | 6, demote: boolean): CheckResult[] {
+  return checks.map((c) => ({ ...c, ...(demote ? { severity: 'warn' as const } : {}), family }));
+}
+
+/**
+ * One identity from the two families' verdicts. When IPv6 passes, it is the
+ * identity; IPv4's failure stays in the report at severity 'warn' (it no longer
+ * holds the send, but is worth a warning). When neither passes, both families'
+ * checks are in the report and the IPv4 edge stays the one warn mode would use.
+ */
+function combineFamilies(v4: Identity, v6: Identity): Identity {
+  const chosen = v6.passed ? v6 : v4;
+  const checks = [...tagged(v4.report.checks, 4, v6.passed), ...tagged(v6.report.checks, 6, false)];
+  return {
+    ...chosen,
+    report: {
+      ...chosen.report,
+      ok: chosen.report.ok,
+      checks,
+      // The chain drawn is the chosen edge's: its PTR names belong to report.address.
+      ptrNames: chosen.report.ptrNames,
+      expiresAt: Math.min(v4.report.expiresAt, v6.report.expiresAt),
+    },
+  };
 }
 
 function failureSummary(identity: Identity): string {

@@ -49,7 +49,15 @@ export interface EdgeOptions {
   checks?: Partial<Record<DeliverabilityCheckId, CheckSetting>>;
   /** PTR names the generic-ptr check accepts: exact names, or '.example.com' for every name below it. */
   genericPtrAllow?: string[];
+  /**
+   * The address family mail may leave over. 'auto' (default): IPv4 first, and
+   * IPv6 when the IPv4 edge fails FCrDNS permanently or has no route. 4 or 6:
+   * that family only. A fixed localAddress or publicAddress fixes the family.
+   */
+  family?: EdgeFamily;
 }
+
+export type EdgeFamily = 'auto' | 4 | 6;
 
 type NodemailerSmtpOptions = Omit<SMTPTransportOptions, 'getSocket'> & Pick<SMTPPoolOptions, 'maxConnections' | 'maxMessages'>;
 
@@ -60,6 +68,7 @@ export interface MailedgeOptions extends NodemailerSmtpOptions {
 export interface ResolvedEdgeOptions {
   publicAddress: string | undefined;
   localAddress: string | undefined;
+  family: EdgeFamily;
   mode: EdgeMode;
   servers: DnsServerAddress[];
   timeout: number;
@@ -116,7 +125,7 @@ function ipAddress(value: unknown, option: string): string | undefined {
   return canonicalAddress(value);
 }
 
-const EDGE_KEYS = new Set(['publicAddress', 'mode', 'dns', 'maxPtrNames', 'clock', 'checks', 'genericPtrAllow']);
+const EDGE_KEYS = new Set(['publicAddress', 'family', 'mode', 'dns', 'maxPtrNames', 'clock', 'checks', 'genericPtrAllow']);
 const CHECK_SETTINGS: readonly CheckSetting[] = ['enforce', 'warn', 'off'];
 
 function checkSettings(value: unknown): Record<DeliverabilityCheckId, CheckSetting> {
@@ -237,6 +246,16 @@ export function resolveEdgeOptions(options: MailedgeOptions): ResolvedEdgeOption
     throw new InvalidOptionError('edge.publicAddress', `is IPv${isIP(publicAddress)} but localAddress is IPv${isIP(localAddress)}`);
   }
 
+  const family: unknown = edge.family ?? 'auto';
+  if (family !== 'auto' && family !== 4 && family !== 6) {
+    throw new InvalidOptionError('edge.family', `expected 'auto', 4 or 6, got ${JSON.stringify(family)}`);
+  }
+  const fixedEdge = publicAddress ?? localAddress;
+  // A bound or public address already decides the family: a contradicting one could never be honoured.
+  if (family !== 'auto' && fixedEdge && isIP(fixedEdge) !== family) {
+    throw new InvalidOptionError('edge.family', `is ${family} but ${publicAddress ? 'edge.publicAddress' : 'localAddress'} is IPv${isIP(fixedEdge)}`);
+  }
+
   if (options.host !== undefined && (typeof options.host !== 'string' || options.host.length === 0)) {
     throw new InvalidOptionError('host', `expected a host name or IP address, got ${JSON.stringify(options.host)}`);
   }
@@ -266,6 +285,7 @@ export function resolveEdgeOptions(options: MailedgeOptions): ResolvedEdgeOption
   return {
     publicAddress,
     localAddress,
+    family,
     mode,
     servers,
     timeout,

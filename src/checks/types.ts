@@ -48,6 +48,12 @@ export interface CheckResult extends CheckVerdict {
   severity: Severity;
   /** The sender or recipient domain an envelope check is about; absent for the edge identity's checks. */
   domain?: string;
+  /**
+   * The address family an edge identity check was made for, present only when
+   * both families were examined (edge.family 'auto' fell back from IPv4 to
+   * IPv6): the same check id then appears once per family.
+   */
+  family?: 4 | 6;
 }
 
 /** One name from the PTR answer, and what its forward lookup said. */

@@ -52,7 +52,8 @@ export function renderCheck(check: CheckResult, options: RenderOptions): string[
   const demoted = status !== check.status ? ` (${check.status}, warn only: not enforced)` : '';
   // Recipients share one id: the domain says which line is which, unless the text already starts with it.
   const subject = check.domain !== undefined && check.id === 'recipient-null-mx' && !check.actual.startsWith(check.domain) ? `${printable(check.domain)}: ` : '';
-  const lines = [`  ${paint(MARKS[status], status, options)} ${check.id.padEnd(ID_WIDTH)}${subject}${printable(check.actual)}${code}${demoted}`];
+  const label = check.family === undefined ? check.id : `${check.id}/IPv${check.family}`;
+  const lines = [`  ${paint(MARKS[status], status, options)} ${label.padEnd(ID_WIDTH)}${subject}${printable(check.actual)}${code}${demoted}`];
   const indent = ' '.repeat(4 + ID_WIDTH);
   if (isFailing(check)) lines.push(`${indent}expected: ${printable(check.expected)}`);
   for (const line of check.evidence) lines.push(`${indent}${printable(line)}`);
