@@ -121,6 +121,10 @@ export type ErrorCode = keyof typeof ERROR_CODES;
 
 /** Codes that appear on passing checks as warnings, never as errors. */
 export const WARNING_CODES = {
+  POOL_MEMBER_LEFT_OUT: {
+    meaning: 'A member of edge.pool failed its check (its own code is in the report) and is left out; the other members send.',
+    fix: 'Fix what the member\'s failed check names, or remove the member from edge.pool.',
+  },
   PTR_MULTIPLE: {
     meaning: 'Several PTR names, all confirming: works, but each must be kept in step forever.',
     fix: 'Keep one PTR name per address.',
@@ -255,9 +259,8 @@ export class EdgeRefusedError extends MailedgeError {
   ) {
     const code = (failed.code ?? 'DNS_TEMPFAIL') as ErrorCode;
     const recipients = options.recipients ?? [];
-    // When both address families were examined and neither passed, the refusal shows both.
-    const blocking = failed.family === undefined ? [failed] : familyFailures(report, failed);
-    const labelled = (c: CheckResult, text: string): string => (c.family === undefined ? text : `IPv${c.family}: ${text}`);
+    // When both address families, or several pool members, were examined and none passed, the refusal shows each.
+    const blocking = failed.family === undefined && failed.member === undefined ? [failed] : groupFailures(report, failed);
     const actual = blocking.map((c) => labelled(c, c.actual)).join('; ');
     super(code, recipients.length > 0 ? `mailedge refused ${recipients.join(', ')}: ${actual}` : `mailedge refused to send: ${actual}`, {
       permanent: blocking.every((c) => c.status !== 'temperror'),
@@ -270,15 +273,23 @@ export class EdgeRefusedError extends MailedgeError {
   }
 }
 
-/** The check that holds the send, and the first enforced failure of each other family beside it. */
-function familyFailures(report: PreflightReport, failed: CheckResult): CheckResult[] {
-  const others = [4, 6]
-    .filter((family) => family !== failed.family)
-    .flatMap((family) => {
-      const first = enforcedFailures(report.checks.filter((c) => c.family === family))[0];
-      return first ? [first] : [];
-    });
-  return [failed, ...others].sort((a, b) => (a.family ?? 0) - (b.family ?? 0));
+/** 'IPv6: ', '127.0.0.3: ' or '127.0.0.3 IPv6: ' before a line about one family or pool member. */
+function labelled(check: CheckResult, text: string): string {
+  const label = [check.member, check.family === undefined ? undefined : `IPv${check.family}`].filter(Boolean).join(' ');
+  return label ? `${label}: ${text}` : text;
+}
+
+/** The first enforced failure of each family and pool member, in report order. */
+function groupFailures(report: PreflightReport, failed: CheckResult): CheckResult[] {
+  const firsts = new Map<string, CheckResult>();
+  for (const check of enforcedFailures(report.checks)) {
+    const key = `${check.member ?? ''}|${check.family ?? ''}`;
+    const seen = firsts.get(key);
+    // Within a group a hard failure says more than a temperror, as firstFailure has it.
+    if (!seen || (seen.status === 'temperror' && check.status === 'fail')) firsts.set(key, check);
+  }
+  const groups = [...firsts.values()];
+  return groups.length > 0 ? groups : [failed];
 }
 
 /** SMTP or connection failure after the identity was confirmed. */

@@ -55,6 +55,20 @@ export interface EdgeOptions {
    * that family only. A fixed localAddress or publicAddress fixes the family.
    */
   family?: EdgeFamily;
+  /**
+   * Several source addresses, each verified on its own and sending with its own
+   * confirmed name. Instead of localAddress / edge.publicAddress.
+   */
+  pool?: PoolMemberOptions[];
+  /** With pool: the same member for the same recipient domain while it passes. Default false (round-robin). */
+  poolSticky?: boolean;
+}
+
+export interface PoolMemberOptions {
+  /** The source address to bind. */
+  localAddress: string;
+  /** The address receivers see for this member behind NAT. */
+  publicAddress?: string;
 }
 
 export type EdgeFamily = 'auto' | 4 | 6;
@@ -69,6 +83,9 @@ export interface ResolvedEdgeOptions {
   publicAddress: string | undefined;
   localAddress: string | undefined;
   family: EdgeFamily;
+  /** Undefined when the transport sends from one address. */
+  pool: Array<{ localAddress: string; publicAddress: string | undefined }> | undefined;
+  poolSticky: boolean;
   mode: EdgeMode;
   servers: DnsServerAddress[];
   timeout: number;
@@ -125,7 +142,7 @@ function ipAddress(value: unknown, option: string): string | undefined {
   return canonicalAddress(value);
 }
 
-const EDGE_KEYS = new Set(['publicAddress', 'family', 'mode', 'dns', 'maxPtrNames', 'clock', 'checks', 'genericPtrAllow']);
+const EDGE_KEYS = new Set(['publicAddress', 'family', 'pool', 'poolSticky', 'mode', 'dns', 'maxPtrNames', 'clock', 'checks', 'genericPtrAllow']);
 const CHECK_SETTINGS: readonly CheckSetting[] = ['enforce', 'warn', 'off'];
 
 function checkSettings(value: unknown): Record<DeliverabilityCheckId, CheckSetting> {
@@ -256,6 +273,12 @@ export function resolveEdgeOptions(options: MailedgeOptions): ResolvedEdgeOption
     throw new InvalidOptionError('edge.family', `is ${family} but ${publicAddress ? 'edge.publicAddress' : 'localAddress'} is IPv${isIP(fixedEdge)}`);
   }
 
+  const pool = poolMembers(edge.pool, localAddress ?? publicAddress);
+  if (edge.poolSticky !== undefined && typeof edge.poolSticky !== 'boolean') {
+    throw new InvalidOptionError('edge.poolSticky', `expected true or false, got ${JSON.stringify(edge.poolSticky)}`);
+  }
+  if (edge.poolSticky === true && pool === undefined) throw new InvalidOptionError('edge.poolSticky', 'only means something with edge.pool');
+
   if (options.host !== undefined && (typeof options.host !== 'string' || options.host.length === 0)) {
     throw new InvalidOptionError('host', `expected a host name or IP address, got ${JSON.stringify(options.host)}`);
   }
@@ -286,6 +309,8 @@ export function resolveEdgeOptions(options: MailedgeOptions): ResolvedEdgeOption
     publicAddress,
     localAddress,
     family,
+    pool,
+    poolSticky: edge.poolSticky === true,
     mode,
     servers,
     timeout,
@@ -304,6 +329,32 @@ export function resolveEdgeOptions(options: MailedgeOptions): ResolvedEdgeOption
     genericPtrAllow,
     dkim: dkimKeys((options as { dkim?: unknown }).dkim),
   };
+}
+
+function poolMembers(value: unknown, single: string | undefined): ResolvedEdgeOptions['pool'] {
+  if (value === undefined) return undefined;
+  if (!Array.isArray(value) || value.length === 0) {
+    throw new InvalidOptionError('edge.pool', 'expected a non-empty array such as [{ localAddress: "203.0.113.7" }]');
+  }
+  // One source of truth for where mail leaves from: a pool replaces the single address.
+  if (single !== undefined) throw new InvalidOptionError('edge.pool', 'give either edge.pool or localAddress / edge.publicAddress, not both');
+  const seen = new Set<string>();
+  return value.map((entry: unknown, index: number) => {
+    const option = `edge.pool[${index}]`;
+    if (!isRecord(entry)) throw new InvalidOptionError(option, 'expected an object such as { localAddress: "203.0.113.7", publicAddress?: "198.51.100.7" }');
+    for (const key of Object.keys(entry)) {
+      if (key !== 'localAddress' && key !== 'publicAddress') throw new InvalidOptionError(`${option}.${key}`, 'unknown option (known: localAddress, publicAddress)');
+    }
+    const localAddress = ipAddress(entry.localAddress, `${option}.localAddress`);
+    if (localAddress === undefined) throw new InvalidOptionError(`${option}.localAddress`, 'required: the address this member binds');
+    const publicAddress = ipAddress(entry.publicAddress, `${option}.publicAddress`);
+    if (publicAddress && isIP(publicAddress) !== isIP(localAddress)) {
+      throw new InvalidOptionError(`${option}.publicAddress`, `is IPv${isIP(publicAddress)} but localAddress is IPv${isIP(localAddress)}`);
+    }
+    if (seen.has(localAddress)) throw new InvalidOptionError(`${option}.localAddress`, `${localAddress} is already a member`);
+    seen.add(localAddress);
+    return { localAddress, publicAddress };
+  });
 }
 
 /** Whether a caller-supplied name could go into EHLO at all (used in warn mode). */

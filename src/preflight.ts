@@ -6,6 +6,7 @@ import type { PreflightReport } from './checks/types.js';
 import { EdgeVerifier } from './identity.js';
 import { addressesOf, EnvelopeChecks, withEnvelopeChecks } from './envelope.js';
 import { resolveEdgeOptions, type MailedgeOptions } from './options.js';
+import { memberOptions, poolReport } from './pool.js';
 
 export interface PreflightCallOptions {
   /** Throw PreflightFailedError (carrying the report) when an enforced check fails. Default false. */
@@ -25,6 +26,15 @@ export interface PreflightCallOptions {
 export async function preflight(options: MailedgeOptions, call: PreflightCallOptions = {}): Promise<PreflightReport> {
   const resolved = resolveEdgeOptions(options);
   const { from, to } = envelopeOptions(call);
+  if (resolved.pool) {
+    // Each member as if it were the only address: SPF and the rest depend on the address too.
+    const members = await Promise.all(
+      resolved.pool.map(async (member) => ({ member, report: await preflight(memberOptions(options, member), { ...call, throwOnFailure: false }) })),
+    );
+    const report = poolReport(members);
+    if (call.throwOnFailure && !report.ok) throw new PreflightFailedError(report);
+    return report;
+  }
   const verifier = new EdgeVerifier(resolved);
   let report: PreflightReport;
   try {

@@ -15,6 +15,7 @@ import { EdgeVerifier, type Identity } from './identity.js';
 import { EnvelopeChecks, envelopeOf, withEnvelopeChecks } from './envelope.js';
 import { resolveEdgeOptions, type MailedgeOptions, type ResolvedEdgeOptions } from './options.js';
 import { redactingLogger, secretRedactor } from './redact.js';
+import { memberOptions, poolReport, stickyIndex } from './pool.js';
 
 export interface EdgeInfo {
   /** The edge address receivers see. */
@@ -66,6 +67,11 @@ export class MailedgeTransport extends EventEmitter {
   private readonly connectionTimeout: number;
   private warnedFor: PreflightReport | undefined;
   private readonly logger: MailedgeOptions['logger'];
+  /** With edge.pool: one transport per member, each verified and sending on its own. */
+  private readonly members: MailedgeTransport[] | undefined;
+  private nextMember = 0;
+  /** Member reports already announced as left out, so each failure is warned about once. */
+  private readonly leftOutWarned = new WeakSet<PreflightReport>();
 
   constructor(options: MailedgeOptions, defaults?: SendMailOptions) {
     super();
@@ -96,11 +102,55 @@ export class MailedgeTransport extends EventEmitter {
       return mailer;
     };
     this.mailer = this.createMailer();
+    this.members = this.edgeOptions.pool?.map((member) => {
+      const transport = new MailedgeTransport(memberOptions(options, member), defaults);
+      for (const event of [...FORWARDED_EVENTS, 'warning'] as const) transport.on(event, (...args: unknown[]) => this.emit(event, ...args));
+      return transport;
+    });
   }
 
   /** The structured report for this transport's destination, without sending anything. */
   async preflight(): Promise<PreflightReport> {
+    if (this.members) return (await this.poolState()).report;
     return (await this.verifier.identity()).report;
+  }
+
+  /** Every member's identity (usually from cache), the members that may send now, and the pool's report. */
+  private async poolState(): Promise<{ usable: MailedgeTransport[]; report: PreflightReport }> {
+    const members = this.members ?? [];
+    const identities = await Promise.all(members.map((m) => m.verifier.current() ?? m.verifier.identity()));
+    const report = poolReport(members.map((m, i) => ({ member: memberOf(m), report: (identities[i] as Identity).report })));
+    const usable = members.filter((_, i) => (identities[i] as Identity).passed);
+    members.forEach((member, i) => {
+      const identity = identities[i] as Identity;
+      if (identity.passed || usable.length === 0 || this.leftOutWarned.has(identity.report)) return;
+      this.leftOutWarned.add(identity.report);
+      const failed = firstFailure(identity.report.checks) ?? null;
+      const check = failed && { ...failed, member: memberOf(member).localAddress };
+      this.warn({
+        code: 'POOL_MEMBER_LEFT_OUT',
+        message: `mailedge: pool member ${memberOf(member).localAddress} left out: ${failed ? `${failed.id} ${failed.code ?? failed.status}: ${failed.actual}` : 'not confirmed'}`,
+        check,
+        report,
+      });
+    });
+    // Warn mode sends unverified rather than not at all, as a single address would.
+    if (usable.length === 0 && this.edgeOptions.mode === 'warn') return { usable: members, report };
+    return { usable, report };
+  }
+
+  /** Round-robin over the members that pass, or with poolSticky the same member per recipient domain. */
+  private async sendPooled(mail: SendMailOptions): Promise<MailedgeSentMessageInfo> {
+    const { usable, report } = await this.poolState();
+    if (usable.length === 0) throw new EdgeRefusedError(report, firstFailure(report.checks.filter((c) => c.severity === 'enforce')) ?? missingCheck(), { mail });
+    let index: number;
+    if (this.edgeOptions.poolSticky) {
+      const recipient = envelopeOf(mail, this.defaults)?.to[0] ?? '';
+      index = stickyIndex(recipient.slice(recipient.lastIndexOf('@') + 1).toLowerCase(), usable.length);
+    } else {
+      index = this.nextMember++ % usable.length;
+    }
+    return (usable[index] as MailedgeTransport).send(mail);
   }
 
   sendMail(mail: SendMailOptions): Promise<MailedgeSentMessageInfo>;
@@ -119,6 +169,12 @@ export class MailedgeTransport extends EventEmitter {
   verify(callback: (err: Error | null, success?: true) => void): void;
   verify(callback?: (err: Error | null, success?: true) => void): Promise<true> | void {
     const verifying = (async (): Promise<true> => {
+      if (this.members) {
+        const { usable, report } = await this.poolState();
+        if (usable.length === 0) throw new EdgeRefusedError(report, firstFailure(report.checks) ?? missingCheck());
+        await Promise.all(usable.map((m) => m.verify()));
+        return true;
+      }
       const identity = await this.verifier.identity();
       this.decide(identity, undefined);
       try {
@@ -137,14 +193,16 @@ export class MailedgeTransport extends EventEmitter {
   use(step: 'compile' | 'stream', plugin: PluginFunction<SMTPSentMessageInfo>): this {
     this.plugins.push([step, plugin]);
     this.mailer.use(step, plugin);
+    for (const member of this.members ?? []) member.use(step, plugin);
     return this;
   }
 
   isIdle(): boolean {
-    return this.mailer.isIdle() && this.retiring.size === 0;
+    return this.mailer.isIdle() && this.retiring.size === 0 && (this.members ?? []).every((m) => m.isIdle());
   }
 
   close(): void {
+    for (const member of this.members ?? []) member.close();
     this.verifier.dispose();
     this.envelopeChecks.dispose();
     this.mailer.close();
@@ -184,6 +242,7 @@ export class MailedgeTransport extends EventEmitter {
   }
 
   private async send(mail: SendMailOptions): Promise<MailedgeSentMessageInfo> {
+    if (this.members) return this.sendPooled(mail);
     const identity = this.verifier.current() ?? (await this.verifier.identity());
     const decision = this.decide(identity, mail);
     const { outgoing, refused } = await this.screen(identity, decision, mail);
@@ -362,6 +421,10 @@ function openSocket(host: string, port: number, localAddress: string | undefined
       resolve(socket);
     });
   });
+}
+
+function memberOf(transport: MailedgeTransport): { localAddress: string; publicAddress: string | undefined } {
+  return { localAddress: transport.edgeOptions.localAddress ?? '', publicAddress: transport.edgeOptions.publicAddress };
 }
 
 function missingCheck(): CheckResult {

@@ -133,6 +133,8 @@ describe('docs/report.schema.json', () => {
     ['a PTR name with CR LF', check('127.0.0.8'), 1],
     ['a CNAME in the chain', check('127.0.0.7'), 0],
     ['an unresolvable destination', check('127.0.0.2', '--host', 'nowhere.test'), 1],
+    ['a pool with one bad member', check('127.0.0.2', '--local-address', '127.0.0.3', '--host', 'smtp.relay.test', '--from', 'app@sender.test', '--to', 'a@example.test'), 0],
+    ['a pool where every member fails', check('127.0.0.3', '--local-address', '127.0.0.4'), 1],
     ['DNS unreachable', ['check', '--local-address', '127.0.0.2', '--dns', '127.0.0.1:9', '--dns-timeout', '500', '--from', 'app@sender.test', '--to', 'a@example.test'], 2],
   ])('validates the --json report of %s', async (_what, args, exit) => {
     const result = await cli([...args, '--json']);

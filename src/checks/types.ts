@@ -54,6 +54,8 @@ export interface CheckResult extends CheckVerdict {
    * IPv6): the same check id then appears once per family.
    */
   family?: 4 | 6;
+  /** The pool member (its localAddress) the check was made for; present only in a pool's report (edge.pool). */
+  member?: string;
 }
 
 /** One name from the PTR answer, and what its forward lookup said. */
@@ -88,6 +90,17 @@ export interface PreflightReport {
   stale: boolean;
   /** When stale: what the failed re-verification said. */
   staleReason?: string;
+  /**
+   * With edge.pool: every member's own report. The top-level fields then
+   * describe the first passing member (the first member when none passes),
+   * and `checks` holds every member's checks tagged with `member`.
+   */
+  members?: PoolMemberReport[];
+}
+
+export interface PoolMemberReport extends Omit<PreflightReport, 'members'> {
+  localAddress: string;
+  publicAddress: string | null;
 }
 
 export function worstStatus(checks: readonly CheckVerdict[]): CheckStatus {

@@ -14,7 +14,8 @@ export function parseFlags<T extends Options>(args: string[], options: T): Retur
 }
 
 export const EDGE_FLAGS = {
-  'local-address': { type: 'string' },
+  'local-address': { type: 'string', multiple: true },
+  pool: { type: 'string' },
   'public-address': { type: 'string' },
   host: { type: 'string' },
   port: { type: 'string' },

@@ -15,7 +15,9 @@ without sending anything; with --from and --to, the envelope sender's domain
 Options:
   --host DEST             destination the mail goes to (default: $SMTP_HOST)
   --port PORT             destination port (default: $SMTP_PORT, else 587)
-  --local-address IP      source address to bind (default: $MAILEDGE_LOCAL_ADDRESS)
+  --local-address IP      source address to bind (default: $MAILEDGE_LOCAL_ADDRESS);
+                          repeatable: several form a pool, one block per member
+  --pool IP,IP,...        the same as several --local-address
   --public-address IP     address receivers see behind NAT (default: $MAILEDGE_PUBLIC_ADDRESS)
   --dns HOST:PORT         resolver to use; repeatable (default: $MAILEDGE_DNS, else the system's)
   --dns-timeout MS        deadline for all lookups of the check (default 5000)
@@ -47,7 +49,7 @@ export async function checkCommand(args: string[], io: CliIo): Promise<number> {
     return EXIT.ok;
   }
   const options = transportOptions(flags, environment(io), { withMode: false });
-  if (!options.host && !options.localAddress && !options.edge?.publicAddress) {
+  if (!options.host && !options.localAddress && !options.edge?.publicAddress && !options.edge?.pool) {
     throw new UsageError('--host: give the destination, or --local-address / --public-address (or SMTP_HOST, MAILEDGE_LOCAL_ADDRESS)');
   }
   if (flags.from !== undefined && flags.from.trim() === '') throw new UsageError('--from: expected an address');

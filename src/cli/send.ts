@@ -13,7 +13,9 @@ the message is refused, not sent, when the check fails.
 Options:
   --host H                SMTP server (default: $SMTP_HOST)
   --port P                port (default: $SMTP_PORT, else 587)
-  --local-address IP      source address to bind (default: $MAILEDGE_LOCAL_ADDRESS)
+  --local-address IP      source address to bind (default: $MAILEDGE_LOCAL_ADDRESS);
+                          repeatable: several form a pool, used round-robin
+  --pool IP,IP,...        the same as several --local-address
   --public-address IP     address receivers see behind NAT (default: $MAILEDGE_PUBLIC_ADDRESS)
   --dns HOST:PORT         resolver to use; repeatable (default: $MAILEDGE_DNS, else the system's)
   --dns-timeout MS        deadline for all lookups of the check (default 5000)

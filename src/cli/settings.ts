@@ -17,7 +17,8 @@ export function environment(io: CliIo): Record<string, string | undefined> {
 }
 
 export interface EdgeFlags {
-  'local-address'?: string;
+  'local-address'?: string[];
+  pool?: string;
   'public-address'?: string;
   host?: string;
   port?: string;
@@ -42,6 +43,26 @@ function ipSetting({ value, source }: Setting): string | undefined {
   if (value === undefined) return undefined;
   if (isIP(value) === 0) throw new UsageError(`${source}: expected an IP address, got ${JSON.stringify(value)}`);
   return value;
+}
+
+/**
+ * The source addresses: --local-address (repeatable), or --pool A,B,...; else
+ * MAILEDGE_LOCAL_ADDRESS (comma- or space-separated). Several form a pool.
+ */
+function localAddresses(flags: EdgeFlags, env: Record<string, string | undefined>): string[] {
+  const split = (text: string): string[] => text.split(/[\s,]+/).filter(Boolean);
+  const fromFlags = flags['local-address'] ?? [];
+  if (fromFlags.length > 0 && flags.pool !== undefined) throw new UsageError('--pool: give the pool with --pool or with several --local-address, not both');
+  const [values, source] =
+    flags.pool !== undefined
+      ? [split(flags.pool), '--pool']
+      : fromFlags.length > 0
+        ? [fromFlags, '--local-address']
+        : [env.MAILEDGE_LOCAL_ADDRESS ? split(env.MAILEDGE_LOCAL_ADDRESS) : [], 'MAILEDGE_LOCAL_ADDRESS'];
+  if (flags.pool !== undefined && values.length === 0) throw new UsageError('--pool: expected addresses such as 127.0.0.2,127.0.0.6');
+  for (const value of values) ipSetting({ value, source });
+  if (new Set(values).size !== values.length) throw new UsageError(`${source}: an address is given twice`);
+  return values;
 }
 
 export function transportOptions(flags: EdgeFlags, env: Record<string, string | undefined>, { withMode }: { withMode: boolean }): MailedgeOptions {
@@ -70,8 +91,12 @@ export function transportOptions(flags: EdgeFlags, env: Record<string, string | 
     throw new UsageError(`${mode.source}: expected enforce or warn, got ${JSON.stringify(mode.value)}`);
   }
   const modeText = mode.value;
-  const localAddress = ipSetting(setting(flags, env, 'local-address', 'MAILEDGE_LOCAL_ADDRESS'));
+  const locals = localAddresses(flags, env);
+  const localAddress = locals.length === 1 ? locals[0] : undefined;
   const publicAddress = ipSetting(setting(flags, env, 'public-address', 'MAILEDGE_PUBLIC_ADDRESS'));
+  if (locals.length > 1 && publicAddress) {
+    throw new UsageError('--public-address: one public address cannot stand for a pool of several --local-address; use edge.pool in code for NAT pools');
+  }
   const user = env.SMTP_USER;
   const pass = env.SMTP_PASS;
   return {
@@ -81,6 +106,7 @@ export function transportOptions(flags: EdgeFlags, env: Record<string, string | 
     ...(user ? { auth: { user, pass: pass ?? '' } } : {}),
     edge: {
       ...(publicAddress ? { publicAddress } : {}),
+      ...(locals.length > 1 ? { pool: locals.map((address) => ({ localAddress: address })) } : {}),
       ...(modeText ? { mode: modeText as EdgeMode } : {}),
       dns: {
         ...(dnsList ? { servers: dnsList } : {}),

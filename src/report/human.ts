@@ -123,6 +123,7 @@ function describeOutcome(outcome: string, forward: string): string {
 }
 
 export function renderReport(report: PreflightReport, options: RenderOptions): string {
+  if (report.members) return renderPool(report, options);
   const failures = enforcedFailures(report.checks);
   const status: CheckStatus = report.ok ? 'pass' : failures.some((c) => c.status === 'fail') ? 'fail' : 'temperror';
   const lines = [paint(`mailedge: ${verdictLine(report)}`, status, options)];
@@ -143,4 +144,27 @@ export function renderReport(report: PreflightReport, options: RenderOptions): s
     for (const check of recipients) lines.push(...renderCheck(check, options));
   }
   return lines.join('\n') + '\n';
+}
+
+/** A pool: one block per member, as a single address would print it, then one summary line. */
+function renderPool(report: PreflightReport, options: RenderOptions): string {
+  const members = report.members ?? [];
+  const blocks = members.map((member) => {
+    const { localAddress, publicAddress, ...single } = member;
+    const title = `── pool member ${localAddress}${publicAddress ? ` (seen as ${publicAddress})` : ''}`;
+    return `${title}\n${renderReport(single, options)}`;
+  });
+  return `${blocks.join('\n')}\n${paint(poolSummary(report), report.ok ? 'pass' : 'fail', options)}\n`;
+}
+
+export function poolSummary(report: PreflightReport): string {
+  const members = report.members ?? [];
+  const passing = members.filter((m) => m.ok);
+  const failing = members.filter((m) => !m.ok);
+  const sends = passing.map((m) => `${m.localAddress} as ${m.name ?? 'unverified'}`).join(', ');
+  const out = failing
+    .map((m) => `${m.localAddress} (${[...new Set(enforcedFailures(m.checks).map((c) => c.code ?? c.status))].join(', ')})`)
+    .join(', ');
+  if (passing.length === 0) return `mailedge pool: 0 of ${members.length} members pass: sending would be refused; failing: ${out}`;
+  return `mailedge pool: ${passing.length} of ${members.length} members pass: ${sends}${failing.length > 0 ? `; left out: ${out}` : ''}`;
 }

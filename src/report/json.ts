@@ -16,6 +16,8 @@ export interface JsonReport {
   stale: boolean;
   checks: PreflightReport['checks'];
   ptrNames: PreflightReport['ptrNames'];
+  /** Only for a pool: each member's report (the top-level fields describe the first passing member). */
+  members?: Array<Omit<JsonReport, 'schema' | 'members'> & { localAddress: string; publicAddress: string | null }>;
 }
 
 export function toJsonReport(report: PreflightReport): JsonReport {
@@ -28,5 +30,20 @@ export function toJsonReport(report: PreflightReport): JsonReport {
     stale: report.stale,
     checks: report.checks,
     ptrNames: report.ptrNames,
+    ...(report.members
+      ? {
+          members: report.members.map((m) => ({
+            localAddress: m.localAddress,
+            publicAddress: m.publicAddress,
+            ok: m.ok,
+            address: m.address,
+            name: m.name,
+            destination: m.destination,
+            stale: m.stale,
+            checks: m.checks,
+            ptrNames: m.ptrNames,
+          })),
+        }
+      : {}),
   };
 }
