@@ -62,6 +62,12 @@ export interface EdgeOptions {
   pool?: PoolMemberOptions[];
   /** With pool: the same member for the same recipient domain while it passes. Default false (round-robin). */
   poolSticky?: boolean;
+  /**
+   * With direct: true, the port MX hosts are connected on. Real delivery is
+   * always port 25 (the default); this exists so tests can point it at a
+   * loopback receiver's port.
+   */
+  mxPort?: number;
 }
 
 export interface PoolMemberOptions {
@@ -77,6 +83,8 @@ type NodemailerSmtpOptions = Omit<SMTPTransportOptions, 'getSocket'> & Pick<SMTP
 
 export interface MailedgeOptions extends NodemailerSmtpOptions {
   edge?: EdgeOptions;
+  /** Deliver to each recipient domain's MX hosts instead of a relay `host`. */
+  direct?: boolean;
 }
 
 export interface ResolvedEdgeOptions {
@@ -86,6 +94,9 @@ export interface ResolvedEdgeOptions {
   /** Undefined when the transport sends from one address. */
   pool: Array<{ localAddress: string; publicAddress: string | undefined }> | undefined;
   poolSticky: boolean;
+  direct: boolean;
+  /** The port of MX hosts in direct delivery (25 but in tests). */
+  mxPort: number;
   mode: EdgeMode;
   servers: DnsServerAddress[];
   timeout: number;
@@ -142,7 +153,7 @@ function ipAddress(value: unknown, option: string): string | undefined {
   return canonicalAddress(value);
 }
 
-const EDGE_KEYS = new Set(['publicAddress', 'family', 'pool', 'poolSticky', 'mode', 'dns', 'maxPtrNames', 'clock', 'checks', 'genericPtrAllow']);
+const EDGE_KEYS = new Set(['publicAddress', 'family', 'pool', 'poolSticky', 'mxPort', 'mode', 'dns', 'maxPtrNames', 'clock', 'checks', 'genericPtrAllow']);
 const CHECK_SETTINGS: readonly CheckSetting[] = ['enforce', 'warn', 'off'];
 
 function checkSettings(value: unknown): Record<DeliverabilityCheckId, CheckSetting> {
@@ -279,6 +290,24 @@ export function resolveEdgeOptions(options: MailedgeOptions): ResolvedEdgeOption
   }
   if (edge.poolSticky === true && pool === undefined) throw new InvalidOptionError('edge.poolSticky', 'only means something with edge.pool');
 
+  const direct = options.direct ?? false;
+  if (typeof direct !== 'boolean') throw new InvalidOptionError('direct', `expected true or false, got ${JSON.stringify(direct)}`);
+  if (direct) {
+    // Each recipient domain names its own destination: a relay, a port or implicit TLS would contradict it.
+    for (const key of ['host', 'port', 'secure', 'pool'] as const) {
+      if (options[key] !== undefined && options[key] !== false) {
+        throw new InvalidOptionError(key, `not with direct: true, which connects to each recipient domain's MX hosts on port 25 (STARTTLS when offered)`);
+      }
+    }
+  }
+  const mxPort = edge.mxPort === undefined ? 25 : Number(edge.mxPort);
+  if (edge.mxPort !== undefined) {
+    if (!direct) throw new InvalidOptionError('edge.mxPort', 'only means something with direct: true');
+    if (typeof edge.mxPort !== 'number' || !Number.isInteger(mxPort) || mxPort < 1 || mxPort > 65535) {
+      throw new InvalidOptionError('edge.mxPort', `expected a port number from 1 to 65535, got ${JSON.stringify(edge.mxPort)}`);
+    }
+  }
+
   if (options.host !== undefined && (typeof options.host !== 'string' || options.host.length === 0)) {
     throw new InvalidOptionError('host', `expected a host name or IP address, got ${JSON.stringify(options.host)}`);
   }
@@ -311,6 +340,8 @@ export function resolveEdgeOptions(options: MailedgeOptions): ResolvedEdgeOption
     family,
     pool,
     poolSticky: edge.poolSticky === true,
+    direct,
+    mxPort,
     mode,
     servers,
     timeout,

@@ -16,6 +16,7 @@ import { EnvelopeChecks, envelopeOf, withEnvelopeChecks } from './envelope.js';
 import { resolveEdgeOptions, type MailedgeOptions, type ResolvedEdgeOptions } from './options.js';
 import { redactingLogger, secretRedactor } from './redact.js';
 import { memberOptions, poolReport, stickyIndex } from './pool.js';
+import { deliverDirect } from './direct.js';
 
 export interface EdgeInfo {
   /** The edge address receivers see. */
@@ -47,6 +48,8 @@ interface Decision {
 
 const DEFAULT_CONNECTION_TIMEOUT = 2 * 60 * 1000;
 const FORWARDED_EVENTS = ['idle', 'clear', 'token', 'error'] as const;
+/** MX hosts whose transports (and verified identities) are kept for reuse in direct delivery. */
+const MAX_MX_TRANSPORTS = 256;
 
 export class MailedgeTransport extends EventEmitter {
   readonly edgeOptions: ResolvedEdgeOptions;
@@ -72,18 +75,23 @@ export class MailedgeTransport extends EventEmitter {
   private nextMember = 0;
   /** Member reports already announced as left out, so each failure is warned about once. */
   private readonly leftOutWarned = new WeakSet<PreflightReport>();
+  /** With direct: true, one transport per MX host, most recently created last. */
+  private readonly mxTransports = new Map<string, MailedgeTransport>();
+  private readonly options: MailedgeOptions;
 
   constructor(options: MailedgeOptions, defaults?: SendMailOptions) {
     super();
     // Nodemailer's default host; named here so the route check sees the same destination.
-    this.edgeOptions = resolveEdgeOptions({ ...options, host: options.host ?? 'localhost' });
+    // Direct delivery has no one destination: the transport's own check is of the edge alone.
+    this.edgeOptions = resolveEdgeOptions(options.direct === true ? options : { ...options, host: options.host ?? 'localhost' });
+    this.options = options;
     this.verifier = new EdgeVerifier(this.edgeOptions);
     this.envelopeChecks = new EnvelopeChecks(this.edgeOptions, this.verifier.resolver);
     this.defaults = defaults;
     this.redact = secretRedactor(options.auth);
     // Nodemailer reads 0 as "use the default"; so does mailedge.
     this.connectionTimeout = options.connectionTimeout || DEFAULT_CONNECTION_TIMEOUT;
-    const { edge: _edge, ...smtpOptions } = options;
+    const { edge: _edge, direct: _direct, ...smtpOptions } = options;
     this.logger = redactingLogger(options.logger, this.redact);
     this.pooled = options.pool === true;
     this.createMailer = () => {
@@ -137,6 +145,33 @@ export class MailedgeTransport extends EventEmitter {
     // Warn mode sends unverified rather than not at all, as a single address would.
     if (usable.length === 0 && this.edgeOptions.mode === 'warn') return { usable: members, report };
     return { usable, report };
+  }
+
+  /**
+   * The transport for one MX host: a relay send in all but name, with the MX
+   * host as `host`, so the route, the edge family, the pool and TLS (verified
+   * against the MX name) are checked exactly as for a relay.
+   */
+  private mxTransport(exchange: string): MailedgeTransport {
+    const key = exchange.toLowerCase();
+    const known = this.mxTransports.get(key);
+    if (known) return known;
+    if (this.mxTransports.size >= MAX_MX_TRANSPORTS) {
+      // The oldest idle one goes; its identity is cheap to verify again from the resolver's cache.
+      for (const [oldKey, old] of this.mxTransports) {
+        if (!old.isIdle()) continue;
+        old.close();
+        this.mxTransports.delete(oldKey);
+        break;
+      }
+    }
+    const { direct: _direct, edge = {}, ...rest } = this.options;
+    const { mxPort: _mxPort, ...edgeRest } = edge;
+    const transport = new MailedgeTransport({ ...rest, host: exchange, port: this.edgeOptions.mxPort, edge: edgeRest }, this.defaults);
+    for (const event of [...FORWARDED_EVENTS, 'warning'] as const) transport.on(event, (...args: unknown[]) => this.emit(event, ...args));
+    for (const [step, plugin] of this.plugins) transport.use(step, plugin);
+    this.mxTransports.set(key, transport);
+    return transport;
   }
 
   /** Round-robin over the members that pass, or with poolSticky the same member per recipient domain. */
@@ -194,15 +229,18 @@ export class MailedgeTransport extends EventEmitter {
     this.plugins.push([step, plugin]);
     this.mailer.use(step, plugin);
     for (const member of this.members ?? []) member.use(step, plugin);
+    for (const mx of this.mxTransports.values()) mx.use(step, plugin);
     return this;
   }
 
   isIdle(): boolean {
-    return this.mailer.isIdle() && this.retiring.size === 0 && (this.members ?? []).every((m) => m.isIdle());
+    return this.mailer.isIdle() && this.retiring.size === 0 && (this.members ?? []).every((m) => m.isIdle()) && [...this.mxTransports.values()].every((m) => m.isIdle());
   }
 
   close(): void {
     for (const member of this.members ?? []) member.close();
+    for (const mx of this.mxTransports.values()) mx.close();
+    this.mxTransports.clear();
     this.verifier.dispose();
     this.envelopeChecks.dispose();
     this.mailer.close();
@@ -242,6 +280,12 @@ export class MailedgeTransport extends EventEmitter {
   }
 
   private async send(mail: SendMailOptions): Promise<MailedgeSentMessageInfo> {
+    if (this.edgeOptions.direct) {
+      return deliverDirect(
+        { resolver: this.verifier.resolver, timeout: this.edgeOptions.timeout, defaults: this.defaults, send: (exchange, m) => this.mxTransport(exchange).send(m) },
+        mail,
+      );
+    }
     if (this.members) return this.sendPooled(mail);
     const identity = this.verifier.current() ?? (await this.verifier.identity());
     const decision = this.decide(identity, mail);

@@ -1,4 +1,5 @@
 import { createTransport, type MailedgeWarning } from '../transport.js';
+import type { DomainDelivery } from '../direct.js';
 import { MailedgeError } from '../errors.js';
 import { printable } from '../checks/hostname.js';
 import { EDGE_FLAGS, parseFlags } from './args.js';
@@ -6,12 +7,15 @@ import { EXIT, UsageError, type CliIo } from './io.js';
 import { environment, transportOptions } from './settings.js';
 
 export const SEND_USAGE = `Usage: mailedge send --host H --from ADDR --to ADDR [options]
+       mailedge send --direct --from ADDR --to ADDR [options]
 
 Sends one message through the mailedge facade: the edge is checked first and
 the message is refused, not sent, when the check fails.
 
 Options:
   --host H                SMTP server (default: $SMTP_HOST)
+  --direct                deliver to each recipient domain's MX hosts (port 25), no --host
+  --mx-port P             with --direct, the MX port: for tests against loopback receivers only
   --port P                port (default: $SMTP_PORT, else 587)
   --local-address IP      source address to bind (default: $MAILEDGE_LOCAL_ADDRESS);
                           repeatable: several form a pool, used round-robin
@@ -29,7 +33,8 @@ Options:
   -h, --help              show this help
 
 Credentials come from $SMTP_USER and $SMTP_PASS (or .env), never from flags.
-Exit codes: 0 sent, 1 refused or rejected permanently, 2 temporary failure, 64 usage error.
+Exit codes: 0 sent (with --direct: delivered to every recipient), 1 refused or
+rejected permanently (for any recipient), 2 temporary failure, 64 usage error.
 `;
 
 const SEND_FLAGS = {
@@ -40,7 +45,29 @@ const SEND_FLAGS = {
   subject: { type: 'string' },
   text: { type: 'string' },
   'ignore-tls': { type: 'boolean' },
+  direct: { type: 'boolean' },
+  'mx-port': { type: 'string' },
 } as const;
+
+/** A domain's outcome, for --json: the error as its code, permanence and message. */
+function domainJson(d: DomainDelivery): Record<string, unknown> {
+  const { error, timing: _timing, edge: _edge, ...rest } = d;
+  return { ...rest, error: error && { code: error.code, permanent: error.permanent, message: error.message } };
+}
+
+function domainLine(d: DomainDelivery): string {
+  const tried = d.attempts.length > 0 ? ` (passed over: ${d.attempts.map((a) => `${a.mx}: ${a.reason}`).join('; ')})` : '';
+  if (d.status === 'failed') return `  ${d.domain}: failed${d.mx ? ` at ${d.mx}` : ''}: ${d.error?.message ?? 'not delivered'}${tried}`;
+  const some = d.status === 'partial' ? `, not to ${d.rejected.join(', ')}` : '';
+  return `  ${d.domain}: ${d.status} via ${d.mx ?? '?'}${some}: ${d.response ?? ''}${tried}`;
+}
+
+/** 0: every recipient got it; 1: some recipient failed for good; 2: only temporary failures. */
+function directExitCode(domains: readonly DomainDelivery[]): number {
+  const failed = domains.filter((d) => d.rejected.length > 0);
+  if (failed.length === 0) return EXIT.ok;
+  return failed.some((d) => d.error === null || d.error.permanent) ? EXIT.misconfigured : EXIT.temporary;
+}
 
 export async function sendCommand(args: string[], io: CliIo): Promise<number> {
   const flags = parseFlags(args, SEND_FLAGS);
@@ -50,7 +77,20 @@ export async function sendCommand(args: string[], io: CliIo): Promise<number> {
   }
   const env = environment(io);
   const options = transportOptions(flags, env, { withMode: true });
-  if (!options.host) throw new UsageError('--host: required (or set SMTP_HOST)');
+  if (flags['mx-port'] !== undefined && !flags.direct) throw new UsageError('--mx-port: only with --direct');
+  if (flags.direct) {
+    if (flags.host !== undefined) throw new UsageError('--host: not with --direct, which delivers to the recipients\' MX hosts');
+    if (flags.port !== undefined) throw new UsageError('--port: not with --direct (MX hosts listen on port 25)');
+    // A relay from the environment does not apply to direct delivery.
+    delete options.host;
+    delete options.port;
+    options.direct = true;
+    if (flags['mx-port'] !== undefined) {
+      const mxPort = Number(flags['mx-port']);
+      if (!Number.isInteger(mxPort) || mxPort < 1 || mxPort > 65535) throw new UsageError(`--mx-port: expected 1-65535, got ${JSON.stringify(flags['mx-port'])}`);
+      options.edge = { ...options.edge, mxPort };
+    }
+  } else if (!options.host) throw new UsageError('--host: required (or set SMTP_HOST), or --direct');
   if (!flags.from) throw new UsageError('--from: required');
   if (!flags.to || flags.to.length === 0) throw new UsageError('--to: required');
   const transport = createTransport({ ...options, ...(flags['ignore-tls'] ? { ignoreTLS: true } : {}) });
@@ -63,6 +103,18 @@ export async function sendCommand(args: string[], io: CliIo): Promise<number> {
       subject: flags.subject ?? 'mailedge test',
       text: flags.text ?? 'Sent by mailedge.',
     });
+    const domains = (info as { domains?: DomainDelivery[] }).domains;
+    if (domains) {
+      const code = directExitCode(domains);
+      if (flags.json) {
+        const { name, address, verified, stale } = info.edge;
+        io.stdout.write(`${JSON.stringify({ ok: code === EXIT.ok, name, address, verified, stale, messageId: info.messageId, accepted: info.accepted, rejected: info.rejected, domains: domains.map(domainJson) })}\n`);
+      } else {
+        io.stdout.write(`message ${printable(info.messageId)}:\n`);
+        for (const d of domains) io.stdout.write(`${printable(domainLine(d))}\n`);
+      }
+      return code;
+    }
     if (flags.json) {
       const { name, address, verified, stale } = info.edge;
       io.stdout.write(`${JSON.stringify({ ok: true, name, address, verified, stale, messageId: info.messageId, response: info.response, rejected: info.rejected })}\n`);
@@ -74,13 +126,16 @@ export async function sendCommand(args: string[], io: CliIo): Promise<number> {
     return EXIT.ok;
   } catch (err) {
     if (!(err instanceof MailedgeError)) throw err;
+    const domains = (err as { domains?: DomainDelivery[] }).domains;
     if (flags.json) {
-      io.stdout.write(`${JSON.stringify({ ok: false, code: err.code, permanent: err.permanent, hint: err.hint, message: err.message, evidence: err.evidence })}\n`);
+      io.stdout.write(`${JSON.stringify({ ok: false, code: err.code, permanent: err.permanent, hint: err.hint, message: err.message, evidence: err.evidence, ...(domains ? { domains: domains.map(domainJson) } : {}) })}\n`);
     } else {
       io.stdout.write(`refused [${err.code}${err.permanent ? '' : ', temporary'}]: ${printable(err.message)}\n`);
       for (const line of err.evidence) io.stdout.write(`  ${printable(line)}\n`);
       io.stdout.write(`  fix: ${printable(err.hint)}\n`);
+      for (const d of domains ?? []) io.stdout.write(`${printable(domainLine(d))}\n`);
     }
+    if (domains) return directExitCode(domains);
     return err.permanent ? EXIT.misconfigured : EXIT.temporary;
   } finally {
     transport.close();

@@ -1,0 +1,232 @@
+/**
+ * direct: true: one SMTP transaction per recipient domain, at its MX hosts in
+ * preference order. Every receiver listens on the same port on its own
+ * 127.0.0.x address, and edge.mxPort points delivery at that port (real MX
+ * delivery is always port 25). Nothing listens on 127.0.0.110, so the first
+ * MX of direct.test refuses connections.
+ */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { startDnsServer, type FixtureDnsServer } from '../src/testing/dns-server.js';
+import { startReceiver, type Receiver } from '../src/testing/receiver.js';
+import { WORLD_ZONE_FILE } from '../src/testing/fixtures.js';
+import { createTransport, type MailedgeTransport } from '../src/transport.js';
+import { EdgeRefusedError, InvalidOptionError, SendFailedError } from '../src/errors.js';
+import type { DirectSentMessageInfo } from '../src/direct.js';
+import type { MailedgeOptions } from '../src/options.js';
+import { runCli } from '../src/cli/main.js';
+import type { CliIo } from '../src/cli/io.js';
+
+const DIRECT_ZONE = `
+$TTL 300
+direct.test.        MX 10 mx1.direct.test.
+direct.test.        MX 20 mx2.direct.test.
+mx1.direct.test.    A  127.0.0.110
+mx2.direct.test.    A  127.0.0.111
+; no MX: implicit MX, the domain's own address
+implicit.test.      A  127.0.0.112
+; first MX greets 421, the next accepts
+greylist.test.      MX 10 mx3.direct.test.
+greylist.test.      MX 20 mx2.direct.test.
+mx3.direct.test.    A  127.0.0.113
+; first MX greets 554: the domain ends there
+hard.test.          MX 10 mx4.direct.test.
+hard.test.          MX 20 mx2.direct.test.
+mx4.direct.test.    A  127.0.0.114
+`;
+
+let dns: FixtureDnsServer;
+let mx2: Receiver;
+let implicit: Receiver;
+let greylist: Receiver;
+let hard: Receiver;
+const transports: MailedgeTransport[] = [];
+
+beforeAll(async () => {
+  dns = await startDnsServer({ zoneFiles: [WORLD_ZONE_FILE], zone: DIRECT_ZONE });
+  mx2 = await startReceiver({ host: '127.0.0.111', strict: true, dnsServer: dns.server });
+  implicit = await startReceiver({ host: '127.0.0.112', port: mx2.port, strict: true, dnsServer: dns.server });
+  greylist = await startReceiver({ host: '127.0.0.113', port: mx2.port, faults: { greeting: { code: 421, message: '4.7.0 Try again later' } } });
+  hard = await startReceiver({ host: '127.0.0.114', port: mx2.port, faults: { greeting: { code: 554, message: '5.7.1 No SMTP service here' } } });
+});
+beforeEach(() => {
+  for (const r of [mx2, implicit, greylist, hard]) r.reset();
+});
+afterAll(async () => {
+  for (const t of transports.splice(0)) t.close();
+  await Promise.all([mx2.close(), implicit.close(), greylist.close(), hard.close()]);
+  await dns.close();
+});
+
+function direct(extra: Partial<MailedgeOptions> = {}): MailedgeTransport {
+  const t = createTransport({
+    direct: true,
+    localAddress: '127.0.0.2',
+    ignoreTLS: true,
+    ...extra,
+    edge: { mxPort: mx2.port, ...extra.edge, dns: { servers: [dns.server], timeout: 1000 } },
+  });
+  transports.push(t);
+  return t;
+}
+
+const FROM = 'app@sender.test';
+
+async function failure(promise: Promise<unknown>): Promise<Error & { domains?: DirectSentMessageInfo['domains'] }> {
+  return promise.then(
+    () => {
+      throw new Error('expected a failure');
+    },
+    (e: unknown) => e as Error,
+  );
+}
+
+describe('MX hosts in preference order', () => {
+  it('passes over an MX that refuses connections and delivers to the next, with the confirmed name', async () => {
+    const info = (await direct().sendMail({ from: FROM, to: 'a@direct.test', text: 'x' })) as DirectSentMessageInfo;
+    expect(info.accepted).toEqual(['a@direct.test']);
+    expect(info.rejected).toEqual([]);
+    expect(info.edge).toMatchObject({ address: '127.0.0.2', name: 'mail.good.test', verified: true });
+    expect(info.domains).toHaveLength(1);
+    expect(info.domains[0]).toMatchObject({ domain: 'direct.test', status: 'delivered', mx: 'mx2.direct.test', accepted: ['a@direct.test'] });
+    expect(info.domains[0]?.attempts.map((a) => a.mx)).toEqual(['mx1.direct.test']);
+    expect(mx2.sessions.at(-1)).toMatchObject({ clientAddress: '127.0.0.2', ehlo: 'mail.good.test' });
+  });
+
+  it('passes over an MX that greets with 4xx', async () => {
+    const info = (await direct().sendMail({ from: FROM, to: 'a@greylist.test', text: 'x' })) as DirectSentMessageInfo;
+    expect(info.domains[0]).toMatchObject({ status: 'delivered', mx: 'mx2.direct.test' });
+    expect(greylist.connections).toBe(1);
+  });
+
+  it('ends the domain at an MX that greets with 5xx', async () => {
+    const err = await failure(direct().sendMail({ from: FROM, to: 'a@hard.test', text: 'x' }));
+    expect(err).toBeInstanceOf(SendFailedError);
+    expect(err).toMatchObject({ code: 'SEND_FAILED', permanent: true, responseCode: 554 });
+    expect(err.domains?.[0]).toMatchObject({ domain: 'hard.test', status: 'failed', mx: 'mx4.direct.test' });
+    expect(mx2.connections).toBe(0);
+  });
+
+  it('uses the domain itself when it has no MX (implicit MX)', async () => {
+    const info = (await direct().sendMail({ from: FROM, to: 'b@implicit.test', text: 'x' })) as DirectSentMessageInfo;
+    expect(info.domains[0]).toMatchObject({ domain: 'implicit.test', status: 'delivered', mx: 'implicit.test' });
+    expect(implicit.sessions.at(-1)?.messages[0]?.to).toEqual(['b@implicit.test']);
+  });
+});
+
+describe('recipients and domains', () => {
+  it('refuses a null-MX recipient permanently before any connection', async () => {
+    const err = await failure(direct().sendMail({ from: FROM, to: 'c@nullmx.example.test', text: 'x' }));
+    expect(err).toBeInstanceOf(EdgeRefusedError);
+    expect(err).toMatchObject({ code: 'RECIPIENT_NULL_MX', permanent: true, recipients: ['c@nullmx.example.test'] });
+    expect(mx2.connections + implicit.connections).toBe(0);
+  });
+
+  it('sends a multi-domain message as one transaction per domain, one Message-ID for all, and reports each domain', async () => {
+    const info = (await direct().sendMail({
+      from: FROM,
+      to: ['a@direct.test', 'b@implicit.test', 'c@nullmx.example.test'],
+      cc: 'd@direct.test',
+      subject: 'multi',
+      text: 'x',
+    })) as DirectSentMessageInfo;
+    expect(info.accepted.sort()).toEqual(['a@direct.test', 'b@implicit.test', 'd@direct.test']);
+    expect(info.rejected).toEqual(['c@nullmx.example.test']);
+    expect(info.rejectedErrors?.[0]).toMatchObject({ code: 'RECIPIENT_NULL_MX' });
+    expect(info.domains.map((d) => [d.domain, d.status])).toEqual([
+      ['direct.test', 'delivered'],
+      ['implicit.test', 'delivered'],
+      ['nullmx.example.test', 'failed'],
+    ]);
+    const atMx2 = mx2.sessions.flatMap((s) => s.messages);
+    const atImplicit = implicit.sessions.flatMap((s) => s.messages);
+    expect(atMx2.map((m) => m.to)).toEqual([['a@direct.test', 'd@direct.test']]);
+    expect(atImplicit.map((m) => m.to)).toEqual([['b@implicit.test']]);
+    const messageId = (data: string | undefined): string | undefined => /^Message-ID: (.*)$/im.exec(data ?? '')?.[1];
+    expect(messageId(atMx2[0]?.data)).toBe(info.messageId);
+    expect(messageId(atImplicit[0]?.data)).toBe(info.messageId);
+    // The headers still name everyone, as one message would.
+    expect(atImplicit[0]?.data).toContain('a@direct.test');
+  });
+});
+
+describe('direct delivery from a pool and over the passing family', () => {
+  it('leaves a failing pool member out', async () => {
+    const info = (await direct({ localAddress: undefined, edge: { pool: [{ localAddress: '127.0.0.3' }, { localAddress: '127.0.0.2' }] } }).sendMail({
+      from: FROM,
+      to: 'a@direct.test',
+      text: 'x',
+    })) as DirectSentMessageInfo;
+    expect(info.edge).toMatchObject({ address: '127.0.0.2', name: 'mail.good.test' });
+    expect(mx2.sessions.every((s) => s.clientAddress === '127.0.0.2')).toBe(true);
+  });
+
+  it('refuses when every pool member fails, connecting nowhere', async () => {
+    const err = await failure(
+      direct({ localAddress: undefined, edge: { pool: [{ localAddress: '127.0.0.3' }, { localAddress: '127.0.0.4' }] } }).sendMail({ from: FROM, to: 'a@direct.test', text: 'x' }),
+    );
+    expect(err).toBeInstanceOf(EdgeRefusedError);
+    expect((err as EdgeRefusedError).evidence.some((l) => l.startsWith('127.0.0.4: '))).toBe(true);
+    expect(mx2.connections).toBe(0);
+  });
+});
+
+describe('options', () => {
+  it('names what cannot go with direct: true', () => {
+    const invalid = (options: MailedgeOptions): string | undefined => {
+      try {
+        createTransport({ ...options, edge: { ...options.edge, dns: { servers: ['127.0.0.1:53'] } } }).close();
+      } catch (err) {
+        if (err instanceof InvalidOptionError) return err.option;
+        throw err;
+      }
+      return undefined;
+    };
+    expect(invalid({ direct: true, host: 'smtp.example.com' })).toBe('host');
+    expect(invalid({ direct: true, port: 587 })).toBe('port');
+    expect(invalid({ direct: true, pool: true })).toBe('pool');
+    expect(invalid({ edge: { mxPort: 2525 } })).toBe('edge.mxPort');
+    expect(invalid({ direct: true, edge: { mxPort: 0 } })).toBe('edge.mxPort');
+    expect(invalid({ direct: 'yes' as unknown as boolean })).toBe('direct');
+    expect(invalid({ direct: true, edge: { mxPort: 2525 } })).toBeUndefined();
+  });
+});
+
+describe('mailedge send --direct', () => {
+  async function cli(args: string[]): Promise<{ code: number; stdout: string }> {
+    let stdout = '';
+    const io: CliIo = {
+      stdout: { write: (text: string) => (stdout += text), isTTY: false },
+      stderr: { write: () => true },
+      env: { NO_COLOR: '1' },
+      cwd: mkdtempSync(join(tmpdir(), 'mailedge-direct-')),
+    };
+    return { code: await runCli(args, io), stdout };
+  }
+  const base = (): string[] => ['send', '--direct', '--mx-port', String(mx2.port), '--dns', dns.server, '--ignore-tls', '--from', FROM];
+
+  it('exits 0 when every recipient got it, through a pool of --local-address', async () => {
+    const result = await cli([...base(), '--local-address', '127.0.0.3', '--local-address', '127.0.0.2', '--to', 'a@direct.test', '--to', 'b@implicit.test', '--json']);
+    expect(result.code).toBe(0);
+    const out = JSON.parse(result.stdout) as { ok: boolean; accepted: string[]; domains: Array<{ domain: string; status: string; mx: string }> };
+    expect(out.ok).toBe(true);
+    expect(out.domains.map((d) => [d.domain, d.status, d.mx])).toEqual([
+      ['direct.test', 'delivered', 'mx2.direct.test'],
+      ['implicit.test', 'delivered', 'implicit.test'],
+    ]);
+  });
+
+  it('exits 1 when a recipient is refused for good, though others got it', async () => {
+    const result = await cli([...base(), '--local-address', '127.0.0.2', '--to', 'a@direct.test', '--to', 'c@nullmx.example.test']);
+    expect(result.code).toBe(1);
+    expect(result.stdout).toContain('direct.test: delivered via mx2.direct.test');
+    expect(result.stdout).toContain('nullmx.example.test: failed');
+  });
+
+  it('exits 1 when refused outright, and 64 with --host', async () => {
+    expect((await cli([...base(), '--local-address', '127.0.0.2', '--to', 'a@hard.test'])).code).toBe(1);
+    expect((await cli([...base(), '--host', 'smtp.relay.test', '--to', 'a@direct.test'])).code).toBe(64);
+  });
+});
