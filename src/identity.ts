@@ -396,9 +396,13 @@ function permanentlyFailed(identity: Identity): boolean {
   return holding.length > 0 && !holding.some((c) => c.status === 'temperror');
 }
 
-/** The family cannot be used at all: no address of it for the destination, or no route from here. */
+/**
+ * The family cannot be used at all: no address of it for the destination, or
+ * no route from here. A destination lookup that merely timed out is not that:
+ * it stays in the report, so a confirmed identity of this family is served stale.
+ */
 function unavailable(identity: Identity): boolean {
-  return identity.report.checks.some((c) => (c.id === 'destination' || c.id === 'edge-address') && isFailing(c));
+  return identity.report.checks.some((c) => (c.id === 'destination' || c.id === 'edge-address') && c.status === 'fail');
 }
 
 function tagged(checks: readonly CheckResult[], family: 4 | 6, demote: boolean): CheckResult[] {

@@ -12,6 +12,8 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startDnsServer, type FixtureDnsServer } from '../src/testing/dns-server.js';
 import { startReceiver, type Receiver } from '../src/testing/receiver.js';
 import { WORLD_ZONE_FILE } from '../src/testing/fixtures.js';
+import { loadZoneFiles, parseZone } from '../src/testing/zone.js';
+import type { ResourceRecord } from '../src/dns/wire.js';
 import { createTransport, type MailedgeTransport } from '../src/transport.js';
 import { EdgeRefusedError, InvalidOptionError, SendFailedError } from '../src/errors.js';
 import type { DirectSentMessageInfo } from '../src/direct.js';
@@ -35,6 +37,8 @@ mx3.direct.test.    A  127.0.0.113
 hard.test.          MX 10 mx4.direct.test.
 hard.test.          MX 20 mx2.direct.test.
 mx4.direct.test.    A  127.0.0.114
+; an MX host with both families (127.0.0.1 and ::1)
+dual.test.          MX 10 dual.relay.test.
 `;
 
 let dns: FixtureDnsServer;
@@ -42,21 +46,28 @@ let mx2: Receiver;
 let implicit: Receiver;
 let greylist: Receiver;
 let hard: Receiver;
+let dualV4: Receiver;
+let dualV6: Receiver;
+let baseRecords: ResourceRecord[];
 const transports: MailedgeTransport[] = [];
 
 beforeAll(async () => {
-  dns = await startDnsServer({ zoneFiles: [WORLD_ZONE_FILE], zone: DIRECT_ZONE });
+  baseRecords = [...(await loadZoneFiles([WORLD_ZONE_FILE])), ...parseZone(DIRECT_ZONE)];
+  dns = await startDnsServer({ records: baseRecords });
   mx2 = await startReceiver({ host: '127.0.0.111', strict: true, dnsServer: dns.server });
   implicit = await startReceiver({ host: '127.0.0.112', port: mx2.port, strict: true, dnsServer: dns.server });
   greylist = await startReceiver({ host: '127.0.0.113', port: mx2.port, faults: { greeting: { code: 421, message: '4.7.0 Try again later' } } });
   hard = await startReceiver({ host: '127.0.0.114', port: mx2.port, faults: { greeting: { code: 554, message: '5.7.1 No SMTP service here' } } });
+  dualV4 = await startReceiver({ host: '127.0.0.1', port: mx2.port });
+  dualV6 = await startReceiver({ host: '::1', port: mx2.port });
 });
 beforeEach(() => {
-  for (const r of [mx2, implicit, greylist, hard]) r.reset();
+  dns.setRecords(baseRecords);
+  for (const r of [mx2, implicit, greylist, hard, dualV4, dualV6]) r.reset();
 });
 afterAll(async () => {
   for (const t of transports.splice(0)) t.close();
-  await Promise.all([mx2.close(), implicit.close(), greylist.close(), hard.close()]);
+  await Promise.all([mx2, implicit, greylist, hard, dualV4, dualV6].map((r) => r.close()));
   await dns.close();
 });
 
@@ -170,6 +181,35 @@ describe('direct delivery from a pool and over the passing family', () => {
     expect(err).toBeInstanceOf(EdgeRefusedError);
     expect((err as EdgeRefusedError).evidence.some((l) => l.startsWith('127.0.0.4: '))).toBe(true);
     expect(mx2.connections).toBe(0);
+  });
+});
+
+describe('an MX host with both address families', () => {
+  const withoutPtr = (name: string): void => dns.setRecords(baseRecords.filter((r) => !(r.type === 'PTR' && r.name === name)));
+
+  it('goes over IPv4 when the IPv6 edge (::1) has no PTR', async () => {
+    withoutPtr(`1.${'0.'.repeat(31)}ip6.arpa`);
+    const info = (await direct({ localAddress: undefined }).sendMail({ from: FROM, to: 'a@dual.test', text: 'x' })) as DirectSentMessageInfo;
+    expect(info.edge).toMatchObject({ address: '127.0.0.1', name: 'kernel.good.test' });
+    expect(dualV4.sessions.at(-1)).toMatchObject({ clientAddress: '127.0.0.1', ehlo: 'kernel.good.test' });
+    expect(dualV6.connections).toBe(0);
+  });
+
+  it('goes over IPv6 when the IPv4 edge fails and the IPv6 edge passes', async () => {
+    withoutPtr('1.0.0.127.in-addr.arpa');
+    const info = (await direct({ localAddress: undefined }).sendMail({ from: FROM, to: 'a@dual.test', text: 'x' })) as DirectSentMessageInfo;
+    expect(info.edge).toMatchObject({ address: '::1', name: 'v6.good.test' });
+    expect(dualV6.sessions.at(-1)).toMatchObject({ clientAddress: '::1', ehlo: 'v6.good.test' });
+    expect(dualV4.connections).toBe(0);
+  });
+});
+
+describe('verify and preflight', () => {
+  it('check the edge alone: there is no one server to greet', async () => {
+    const t = direct();
+    await expect(t.verify()).resolves.toBe(true);
+    expect(await t.preflight()).toMatchObject({ ok: true, address: '127.0.0.2', name: 'mail.good.test', destination: null });
+    expect(mx2.connections + implicit.connections).toBe(0);
   });
 });
 

@@ -34,6 +34,7 @@ beforeAll(async () => {
 });
 afterEach(() => {
   for (const t of transports.splice(0)) t.close();
+  dns.clearFaults();
   dns.setRecords(baseRecords);
   v4.reset();
   v6.reset();
@@ -122,6 +123,27 @@ describe("edge.family 'auto'", () => {
     await expect(transport({ edge: { mode: 'warn' } }).sendMail({ ...MESSAGE })).rejects.toMatchObject({ code: 'SEND_FAILED', responseCode: 550 });
     expect(v4.sessions.at(-1)).toMatchObject({ clientAddress: '127.0.0.1', ehlo: '[127.0.0.1]' });
     expect(v6.connections).toBe(0);
+  });
+});
+
+describe('serving stale per family', () => {
+  it('keeps a confirmed IPv6 identity through a DNS outage, though IPv4 keeps failing', async () => {
+    without(V4_PTR);
+    const clock = { t: 1_000_000, now: () => clock.t };
+    const t = transport({ edge: { clock } });
+    expect((await t.sendMail({ ...MESSAGE })).edge).toMatchObject({ address: '::1', stale: false });
+    // IPv4 is still answered (NXDOMAIN) but the IPv6 PTR is not: IPv6 is only temporarily unknown.
+    dns.setFault(V6_PTR, { rcode: 'SERVFAIL' });
+    clock.t += 301_000;
+    expect(await t.preflight()).toMatchObject({ address: '::1', name: 'v6.good.test', stale: true });
+    // Every lookup failing: IPv4 is then temporary too, and the IPv6 identity is still served.
+    dns.setDefaultFault({ rcode: 'SERVFAIL' });
+    clock.t += 31_000;
+    expect(await t.preflight()).toMatchObject({ address: '::1', name: 'v6.good.test', stale: true });
+    // The strict receiver shares the failing DNS and answers 451, but mailedge went over IPv6 with the stale name.
+    await expect(t.sendMail({ ...MESSAGE })).rejects.toMatchObject({ code: 'SEND_FAILED', responseCode: 451 });
+    expect(v6.sessions.at(-1)).toMatchObject({ clientAddress: '::1', ehlo: 'v6.good.test' });
+    expect(v4.sessions).toHaveLength(0);
   });
 });
 
