@@ -65,6 +65,8 @@ export async function deliverDirect(context: DirectContext, mail: SendMailOption
   const domains = await Promise.all(
     [...byDomain].map(([domain, recipients]) => deliverDomain(context, { ...shared, envelope: { from, to: recipients } }, domain, recipients)),
   );
+  // Every error hands back the message as the caller gave it, not the per-domain copy.
+  for (const d of domains) if (d.error) d.error.mail = mail;
   const accepted = domains.flatMap((d) => d.accepted);
   const rejected = domains.flatMap((d) => d.rejected);
   const rejectedErrors = domains.flatMap((d) => (d.error ? d.rejected.map(() => d.error as MailedgeError) : []));
@@ -73,7 +75,6 @@ export async function deliverDirect(context: DirectContext, mail: SendMailOption
     // retry happens; err.domains says which domains failed for good.
     const errors = domains.flatMap((d) => (d.error ? [d.error] : []));
     const chosen = errors.find((e) => !e.permanent) ?? errors[0] ?? new SendFailedError(new Error('nothing delivered'), mail, (t) => t);
-    chosen.mail = mail;
     throw Object.assign(chosen, { domains });
   }
   const first = domains.find((d) => d.edge !== null);

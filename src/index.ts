@@ -2,7 +2,8 @@ export { createTransport, MailedgeTransport } from './transport.js';
 export type { EdgeInfo, MailedgeSentMessageInfo, MailedgeWarning, SendCallback } from './transport.js';
 export { preflight } from './preflight.js';
 export type { PreflightCallOptions } from './preflight.js';
-export type { MailedgeOptions, EdgeOptions, EdgeDnsOptions, EdgeMode } from './options.js';
+export type { MailedgeOptions, EdgeOptions, EdgeDnsOptions, EdgeMode, EdgeFamily, PoolMemberOptions } from './options.js';
+export type { DirectSentMessageInfo, DomainDelivery } from './direct.js';
 export { DEFAULTS } from './options.js';
 export {
   MailedgeError,
@@ -15,7 +16,7 @@ export {
   isMailedgeError,
 } from './errors.js';
 export type { ErrorCode, WarningCode, ErrorCodeInfo } from './errors.js';
-export type { CheckResult, CheckVerdict, CheckStatus, CheckId, PreflightReport, PtrNameResult, Severity } from './checks/types.js';
+export type { CheckResult, CheckVerdict, CheckStatus, CheckId, PreflightReport, PoolMemberReport, PtrNameResult, Severity } from './checks/types.js';
 export { DEFAULT_SEVERITY, DELIVERABILITY_CHECK_IDS } from './checks/registry.js';
 export type { DeliverabilityCheckId, CheckSetting } from './checks/registry.js';
 export { REPORT_SCHEMA_VERSION, toJsonReport } from './report/json.js';

@@ -12,6 +12,7 @@ import type { SMTPSentMessageInfo, SendMailOptions, Transporter, PluginFunction 
 import { EdgeRefusedError, MailedgeError, SendFailedError, type ErrorCode, type WarningCode } from './errors.js';
 import { firstFailure, type CheckResult, type PreflightReport } from './checks/types.js';
 import { EdgeVerifier, type Identity } from './identity.js';
+import type { Resolver } from './dns/resolver.js';
 import { EnvelopeChecks, envelopeOf, withEnvelopeChecks } from './envelope.js';
 import { resolveEdgeOptions, type MailedgeOptions, type ResolvedEdgeOptions } from './options.js';
 import { redactingLogger, secretRedactor } from './redact.js';
@@ -79,13 +80,18 @@ export class MailedgeTransport extends EventEmitter {
   private readonly mxTransports = new Map<string, MailedgeTransport>();
   private readonly options: MailedgeOptions;
 
-  constructor(options: MailedgeOptions, defaults?: SendMailOptions) {
+  /**
+   * `shared` is internal: pool members and MX-host transports use their
+   * parent's resolver, so one DNS cache serves them all (the edge's PTR is
+   * asked once, not once per MX host).
+   */
+  constructor(options: MailedgeOptions, defaults?: SendMailOptions, shared?: { resolver: Resolver }) {
     super();
     // Nodemailer's default host; named here so the route check sees the same destination.
     // Direct delivery has no one destination: the transport's own check is of the edge alone.
     this.edgeOptions = resolveEdgeOptions(options.direct === true ? options : { ...options, host: options.host ?? 'localhost' });
     this.options = options;
-    this.verifier = new EdgeVerifier(this.edgeOptions);
+    this.verifier = new EdgeVerifier(this.edgeOptions, shared?.resolver);
     this.envelopeChecks = new EnvelopeChecks(this.edgeOptions, this.verifier.resolver);
     this.defaults = defaults;
     this.redact = secretRedactor(options.auth);
@@ -111,7 +117,7 @@ export class MailedgeTransport extends EventEmitter {
     };
     this.mailer = this.createMailer();
     this.members = this.edgeOptions.pool?.map((member) => {
-      const transport = new MailedgeTransport(memberOptions(options, member), defaults);
+      const transport = new MailedgeTransport(memberOptions(options, member), defaults, { resolver: this.verifier.resolver });
       for (const event of [...FORWARDED_EVENTS, 'warning'] as const) transport.on(event, (...args: unknown[]) => this.emit(event, ...args));
       return transport;
     });
@@ -119,14 +125,22 @@ export class MailedgeTransport extends EventEmitter {
 
   /** The structured report for this transport's destination, without sending anything. */
   async preflight(): Promise<PreflightReport> {
-    if (this.members) return (await this.poolState()).report;
+    if (this.members) return (await this.poolState(true)).report;
     return (await this.verifier.identity()).report;
   }
 
   /** Every member's identity (usually from cache), the members that may send now, and the pool's report. */
-  private async poolState(): Promise<{ usable: MailedgeTransport[]; report: PreflightReport }> {
-    const members = this.members ?? [];
-    const identities = await Promise.all(members.map((m) => m.verifier.current() ?? m.verifier.identity()));
+  private async poolState(complete = false): Promise<{ usable: MailedgeTransport[]; report: PreflightReport }> {
+    const all = this.members ?? [];
+    const current = all.map((m) => m.verifier.current());
+    // While a member is confirmed, one being (re-)verified does not hold sends: a member whose
+    // DNS times out would otherwise add its timeout to every send. It rejoins once it passes.
+    const fast = !complete && current.some((identity) => identity?.passed === true);
+    if (fast) all.forEach((m, i) => current[i] === undefined && void m.verifier.identity());
+    const members = fast ? all.filter((_, i) => current[i] !== undefined) : all;
+    const identities = fast
+      ? current.filter((identity): identity is Identity => identity !== undefined)
+      : await Promise.all(all.map((m, i) => current[i] ?? m.verifier.identity()));
     const report = poolReport(members.map((m, i) => ({ member: memberOf(m), report: (identities[i] as Identity).report })));
     const usable = members.filter((_, i) => (identities[i] as Identity).passed);
     members.forEach((member, i) => {
@@ -167,7 +181,7 @@ export class MailedgeTransport extends EventEmitter {
     }
     const { direct: _direct, edge = {}, ...rest } = this.options;
     const { mxPort: _mxPort, ...edgeRest } = edge;
-    const transport = new MailedgeTransport({ ...rest, host: exchange, port: this.edgeOptions.mxPort, edge: edgeRest }, this.defaults);
+    const transport = new MailedgeTransport({ ...rest, host: exchange, port: this.edgeOptions.mxPort, edge: edgeRest }, this.defaults, { resolver: this.verifier.resolver });
     for (const event of [...FORWARDED_EVENTS, 'warning'] as const) transport.on(event, (...args: unknown[]) => this.emit(event, ...args));
     for (const [step, plugin] of this.plugins) transport.use(step, plugin);
     this.mxTransports.set(key, transport);

@@ -83,6 +83,28 @@ describe('a pool with one bad member', () => {
   });
 });
 
+describe('a member whose DNS does not answer', () => {
+  it('does not hold the sends of the confirmed members once they are known', async () => {
+    world.dns.setFault('4.0.0.127.in-addr.arpa', { drop: true });
+    try {
+      const transport = world.transport({ host: 'smtp.relay.test', port: world.strict.port, edge: { ...pool('127.0.0.2', '127.0.0.4'), dns: { timeout: 600 } } });
+      // The first send has no verdict at all yet, and waits for both.
+      expect((await transport.sendMail({ ...MESSAGE })).edge.address).toBe('127.0.0.2');
+      const started = Date.now();
+      for (let i = 0; i < 3; i++) expect((await transport.sendMail({ ...MESSAGE })).edge.address).toBe('127.0.0.2');
+      expect(Date.now() - started).toBeLessThan(1_000);
+      const report = await transport.preflight();
+      expect(report.members?.map((m) => [m.localAddress, m.ok])).toEqual([
+        ['127.0.0.2', true],
+        ['127.0.0.4', false],
+      ]);
+      expect(report.checks.find((c) => c.member === '127.0.0.4' && c.id === 'ptr')?.status).toBe('temperror');
+    } finally {
+      world.dns.clearFaults();
+    }
+  });
+});
+
 describe('a pool where every member fails', () => {
   it('refuses with every member\'s evidence, hands the message back, and connects nowhere', async () => {
     const transport = viaPool(pool('127.0.0.3', '127.0.0.4'));
