@@ -299,6 +299,8 @@ export function resolveEdgeOptions(options: MailedgeOptions): ResolvedEdgeOption
         throw new InvalidOptionError(key, `not with direct: true, which connects to each recipient domain's MX hosts on port 25 (STARTTLS when offered)`);
       }
     }
+    // Credentials are for one's own relay: offered to every recipient's MX host that advertises AUTH, they would leak.
+    if (options.auth !== undefined) throw new InvalidOptionError('auth', 'not with direct: true: MX hosts are other people\'s servers, and would be offered your credentials');
   }
   const mxPort = edge.mxPort === undefined ? 25 : Number(edge.mxPort);
   if (edge.mxPort !== undefined) {

@@ -227,6 +227,7 @@ describe('options', () => {
     expect(invalid({ direct: true, host: 'smtp.example.com' })).toBe('host');
     expect(invalid({ direct: true, port: 587 })).toBe('port');
     expect(invalid({ direct: true, pool: true })).toBe('pool');
+    expect(invalid({ direct: true, auth: { user: 'app', pass: 'secret' } })).toBe('auth');
     expect(invalid({ edge: { mxPort: 2525 } })).toBe('edge.mxPort');
     expect(invalid({ direct: true, edge: { mxPort: 0 } })).toBe('edge.mxPort');
     expect(invalid({ direct: 'yes' as unknown as boolean })).toBe('direct');
@@ -263,6 +264,18 @@ describe('mailedge send --direct', () => {
     expect(result.code).toBe(1);
     expect(result.stdout).toContain('direct.test: delivered via mx2.direct.test');
     expect(result.stdout).toContain('nullmx.example.test: failed');
+  });
+
+  it('never offers the relay credentials from the environment to MX hosts', async () => {
+    let stdout = '';
+    const io: CliIo = {
+      stdout: { write: (text: string) => (stdout += text), isTTY: false },
+      stderr: { write: (text: string) => (stdout += text) },
+      env: { NO_COLOR: '1', SMTP_USER: 'app', SMTP_PASS: 'hunter2-direct' },
+      cwd: mkdtempSync(join(tmpdir(), 'mailedge-direct-')),
+    };
+    expect(await runCli([...base(), '--local-address', '127.0.0.2', '--to', 'a@direct.test'], io)).toBe(0);
+    expect(stdout).not.toContain('hunter2-direct');
   });
 
   it('exits 1 when refused outright, and 64 with --host', async () => {

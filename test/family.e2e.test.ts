@@ -15,6 +15,8 @@ import { EdgeRefusedError, InvalidOptionError } from '../src/errors.js';
 import { preflight } from '../src/preflight.js';
 import type { MailedgeOptions } from '../src/options.js';
 import type { ResourceRecord } from '../src/dns/wire.js';
+import { readFileSync } from 'node:fs';
+import { toJsonReport } from '../src/report/json.js';
 
 const V4_PTR = '1.0.0.127.in-addr.arpa';
 const V6_PTR = `1.${'0.'.repeat(31)}ip6.arpa`;
@@ -101,6 +103,15 @@ describe("edge.family 'auto'", () => {
       [6, 'pass', 'enforce'],
     ]);
     expect(report.ptrNames.map((p) => p.name)).toEqual(['v6.good.test']);
+    // The JSON report stays within docs/report.schema.json: family is a documented field.
+    const schema = JSON.parse(readFileSync(new URL('../docs/report.schema.json', import.meta.url), 'utf8')) as {
+      properties: { checks: { items: { properties: Record<string, { enum?: unknown[] }> } } };
+    };
+    const allowed = schema.properties.checks.items.properties;
+    for (const check of toJsonReport(report).checks) {
+      for (const key of Object.keys(check)) expect(Object.keys(allowed)).toContain(key);
+      expect(allowed.family?.enum).toContain(check.family);
+    }
   });
 
   it('refuses with the evidence of both families when neither passes, and connects nowhere', async () => {

@@ -84,6 +84,8 @@ export async function sendCommand(args: string[], io: CliIo): Promise<number> {
     // A relay from the environment does not apply to direct delivery.
     delete options.host;
     delete options.port;
+    // SMTP_USER / SMTP_PASS belong to the relay; MX hosts must never be offered them.
+    delete options.auth;
     options.direct = true;
     if (flags['mx-port'] !== undefined) {
       const mxPort = Number(flags['mx-port']);
