@@ -188,6 +188,8 @@ export class EdgeVerifier {
     if (fixed !== null || first.passed || first.family === 6 || options.host === undefined || !permanentlyFailed(first)) return first;
     const second = await this.verifyFamily(signal, 6);
     if (unavailable(second)) return first;
+    // A family with no route from here is not a failure of it, only not there.
+    if (unavailable(first)) return second;
     return combineFamilies(first, second);
   }
 

@@ -49,7 +49,9 @@ export function verdictLine(report: PreflightReport): string {
 export function renderCheck(check: CheckResult, options: RenderOptions): string[] {
   const status = effectiveStatus(check);
   const code = check.code ? ` [${check.code}]` : '';
-  const demoted = status !== check.status ? ` (${check.status}, warn only: not enforced)` : '';
+  // A failed family or pool member is left out rather than enforced: say that, not "warn only".
+  const leftOut = check.member !== undefined ? 'this pool member is left out' : check.family !== undefined ? `IPv${check.family} is not used` : null;
+  const demoted = status !== check.status ? ` (${check.status}, ${leftOut ?? 'warn only: not enforced'})` : '';
   // Recipients share one id: the domain says which line is which, unless the text already starts with it.
   const subject = check.domain !== undefined && check.id === 'recipient-null-mx' && !check.actual.startsWith(check.domain) ? `${printable(check.domain)}: ` : '';
   const label = check.family === undefined ? check.id : `${check.id}/IPv${check.family}`;
