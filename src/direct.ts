@@ -33,6 +33,8 @@ export interface DomainDelivery {
   edge: EdgeInfo | null;
   /** Why the domain, or some of its recipients, did not get the message. */
   error: MailedgeError | null;
+  /** One error per rejected recipient, in the order of `rejected`. */
+  rejectedErrors: MailedgeError[];
   /** Nodemailer's timings of the transaction, when there was one. */
   timing?: { envelopeTime: number; messageTime: number; messageSize: number };
 }
@@ -44,6 +46,8 @@ export interface DirectContext {
   /** Milliseconds for one domain's MX lookup. */
   timeout: number;
   defaults: SendMailOptions | undefined;
+  /** The transport's secret redaction, for receiver replies wrapped here. */
+  redact: (text: string) => string;
   /** The transport for one MX host (cached by the caller). */
   send(exchange: string, mail: SendMailOptions): Promise<MailedgeSentMessageInfo>;
 }
@@ -66,10 +70,10 @@ export async function deliverDirect(context: DirectContext, mail: SendMailOption
     [...byDomain].map(([domain, recipients]) => deliverDomain(context, { ...shared, envelope: { from, to: recipients } }, domain, recipients)),
   );
   // Every error hands back the message as the caller gave it, not the per-domain copy.
-  for (const d of domains) if (d.error) d.error.mail = mail;
+  for (const d of domains) for (const error of [d.error, ...d.rejectedErrors]) if (error) error.mail = mail;
   const accepted = domains.flatMap((d) => d.accepted);
   const rejected = domains.flatMap((d) => d.rejected);
-  const rejectedErrors = domains.flatMap((d) => (d.error ? d.rejected.map(() => d.error as MailedgeError) : []));
+  const rejectedErrors = domains.flatMap((d) => d.rejectedErrors);
   if (accepted.length === 0) {
     // Nothing went out: reject as Nodemailer does. A temporary failure is preferred, so that a
     // retry happens; err.domains says which domains failed for good.
@@ -85,7 +89,7 @@ export async function deliverDirect(context: DirectContext, mail: SendMailOption
     messageSize: Math.max(0, ...domains.map((d) => d.timing?.messageSize ?? 0)),
     accepted,
     rejected,
-    rejectedErrors: rejectedErrors as unknown as DirectSentMessageInfo['rejectedErrors'],
+    rejectedErrors,
     pending: [],
     envelope: { from, to: envelope.to },
     messageId: shared.messageId as string,
@@ -97,14 +101,27 @@ export async function deliverDirect(context: DirectContext, mail: SendMailOption
 
 /** One domain: MX hosts in order until one takes the transaction or ends it. */
 async function deliverDomain(context: DirectContext, mail: SendMailOptions, domain: string, recipients: string[]): Promise<DomainDelivery> {
-  const result: DomainDelivery = { domain, recipients, status: 'failed', mx: null, attempts: [], accepted: [], rejected: recipients, response: null, edge: null, error: null };
+  const result: DomainDelivery = {
+    domain,
+    recipients,
+    status: 'failed',
+    mx: null,
+    attempts: [],
+    accepted: [],
+    rejected: recipients,
+    response: null,
+    edge: null,
+    error: null,
+    rejectedErrors: [],
+  };
+  // A domain that gets nothing: every recipient carries the domain's error.
+  const failed = (fields: Partial<DomainDelivery> & { error: MailedgeError }): DomainDelivery => ({ ...result, ...fields, rejectedErrors: recipients.map(() => fields.error) });
   const signal = AbortSignal.timeout(context.timeout);
   const route = await resolveMx(domain, context.resolver, signal);
   if (route.kind === 'null-mx') {
     // RFC 7505 section 4.1: no attempt at all, and a permanent failure.
     const check = withSeverity(await checkRecipientNullMx(domain, context.resolver, signal), 'enforce', domain);
-    result.error = new EdgeRefusedError(reportOf(check), check, { recipients, mail });
-    return result;
+    return failed({ error: new EdgeRefusedError(reportOf(check), check, { recipients, mail }) });
   }
   if (route.kind === 'unresolved') {
     const check: CheckResult = {
@@ -118,13 +135,14 @@ async function deliverDomain(context: DirectContext, mail: SendMailOptions, doma
       hint: route.permanent ? `Check the recipient addresses at ${domain}.` : 'Retry later; check that the resolvers in edge.dns.servers are reachable.',
       evidence: [digLine(route.lookup)],
     };
-    result.error = new EdgeRefusedError(reportOf(check), check, { recipients, mail });
-    return result;
+    return failed({ error: new EdgeRefusedError(reportOf(check), check, { recipients, mail }) });
   }
   for (const host of route.hosts) {
     try {
       const info = await context.send(host.exchange, mail);
       const rejected = (info.rejected ?? []).map(String);
+      // Nodemailer's per-recipient errors (a 550 to one RCPT) become mailedge's, with permanent set from the reply.
+      const rejectedErrors = (info.rejectedErrors ?? []).map((e: unknown) => (e instanceof MailedgeError ? e : new SendFailedError(e, mail, context.redact)));
       return {
         ...result,
         status: rejected.length === 0 ? 'delivered' : 'partial',
@@ -134,16 +152,17 @@ async function deliverDomain(context: DirectContext, mail: SendMailOptions, doma
         response: info.response,
         edge: info.edge,
         timing: { envelopeTime: info.envelopeTime, messageTime: info.messageTime, messageSize: info.messageSize },
-        error: (info.rejectedErrors?.[0] as MailedgeError | undefined) ?? null,
+        error: rejectedErrors[0] ?? null,
+        rejectedErrors,
       };
     } catch (err) {
-      const error = err instanceof MailedgeError ? err : new SendFailedError(err, mail, (t) => t);
-      if (!tryNextMx(error)) return { ...result, mx: host.exchange, error };
+      const error = err instanceof MailedgeError ? err : new SendFailedError(err, mail, context.redact);
+      if (!tryNextMx(error)) return failed({ mx: host.exchange, attempts: result.attempts, error });
       result.attempts.push({ mx: host.exchange, reason: error.message });
       result.error = error;
     }
   }
-  return result;
+  return result.error ? failed({ attempts: result.attempts, error: result.error }) : result;
 }
 
 /**

@@ -298,7 +298,13 @@ export class MailedgeTransport extends EventEmitter {
   private async send(mail: SendMailOptions): Promise<MailedgeSentMessageInfo> {
     if (this.edgeOptions.direct) {
       return deliverDirect(
-        { resolver: this.verifier.resolver, timeout: this.edgeOptions.timeout, defaults: this.defaults, send: (exchange, m) => this.mxTransport(exchange).send(m) },
+        {
+          resolver: this.verifier.resolver,
+          timeout: this.edgeOptions.timeout,
+          defaults: this.defaults,
+          redact: this.redact,
+          send: (exchange, m) => this.mxTransport(exchange).send(m),
+        },
         mail,
       );
     }

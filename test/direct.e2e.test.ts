@@ -37,6 +37,11 @@ mx3.direct.test.    A  127.0.0.113
 hard.test.          MX 10 mx4.direct.test.
 hard.test.          MX 20 mx2.direct.test.
 mx4.direct.test.    A  127.0.0.114
+; an MX host that refuses every recipient (550), or defers them (450)
+rcpt.test.          MX 10 mx5.direct.test.
+mx5.direct.test.    A  127.0.0.115
+defer.test.         MX 10 mx6.direct.test.
+mx6.direct.test.    A  127.0.0.116
 ; an MX host with both families (127.0.0.1 and ::1)
 dual.test.          MX 10 dual.relay.test.
 `;
@@ -47,6 +52,8 @@ let implicit: Receiver;
 let greylist: Receiver;
 let hard: Receiver;
 let dualV4: Receiver;
+let rcpt: Receiver;
+let defer: Receiver;
 let dualV6: Receiver;
 let baseRecords: ResourceRecord[];
 const transports: MailedgeTransport[] = [];
@@ -59,15 +66,17 @@ beforeAll(async () => {
   greylist = await startReceiver({ host: '127.0.0.113', port: mx2.port, faults: { greeting: { code: 421, message: '4.7.0 Try again later' } } });
   hard = await startReceiver({ host: '127.0.0.114', port: mx2.port, faults: { greeting: { code: 554, message: '5.7.1 No SMTP service here' } } });
   dualV4 = await startReceiver({ host: '127.0.0.1', port: mx2.port });
+  rcpt = await startReceiver({ host: '127.0.0.115', port: mx2.port, faults: { rcptTo: { code: 550, message: '5.1.1 No such user' } } });
+  defer = await startReceiver({ host: '127.0.0.116', port: mx2.port, faults: { rcptTo: { code: 450, message: '4.2.1 Mailbox busy' } } });
   dualV6 = await startReceiver({ host: '::1', port: mx2.port });
 });
 beforeEach(() => {
   dns.setRecords(baseRecords);
-  for (const r of [mx2, implicit, greylist, hard, dualV4, dualV6]) r.reset();
+  for (const r of [mx2, implicit, greylist, hard, dualV4, dualV6, rcpt, defer]) r.reset();
 });
 afterAll(async () => {
   for (const t of transports.splice(0)) t.close();
-  await Promise.all([mx2, implicit, greylist, hard, dualV4, dualV6].map((r) => r.close()));
+  await Promise.all([mx2, implicit, greylist, hard, dualV4, dualV6, rcpt, defer].map((r) => r.close()));
   await dns.close();
 });
 
@@ -160,6 +169,23 @@ describe('recipients and domains', () => {
     expect(messageId(atImplicit[0]?.data)).toBe(info.messageId);
     // The headers still name everyone, as one message would.
     expect(atImplicit[0]?.data).toContain('a@direct.test');
+  });
+});
+
+describe('replies inside the transaction', () => {
+  it('reports a recipient rejected 5xx by its MX as permanent, beside a domain that accepted', async () => {
+    const mail = { from: FROM, to: ['a@direct.test', 'b@rcpt.test'], text: 'x' };
+    const info = (await direct().sendMail(mail)) as DirectSentMessageInfo;
+    expect(info.accepted).toEqual(['a@direct.test']);
+    expect(info.rejected).toEqual(['b@rcpt.test']);
+    expect(info.rejectedErrors?.[0]).toMatchObject({ code: 'SEND_FAILED', permanent: true, responseCode: 550, mail });
+    expect(info.domains[1]).toMatchObject({ domain: 'rcpt.test', status: 'failed', mx: 'mx5.direct.test' });
+  });
+
+  it('does not try the next MX after a 4xx inside the transaction, and rejects as temporary when nothing went out', async () => {
+    const err = await failure(direct().sendMail({ from: FROM, to: 'c@defer.test', text: 'x' }));
+    expect(err).toMatchObject({ code: 'SEND_FAILED', permanent: false });
+    expect(err.domains?.[0]).toMatchObject({ domain: 'defer.test', status: 'failed', attempts: [] });
   });
 });
 
@@ -276,6 +302,13 @@ describe('mailedge send --direct', () => {
     };
     expect(await runCli([...base(), '--local-address', '127.0.0.2', '--to', 'a@direct.test'], io)).toBe(0);
     expect(stdout).not.toContain('hunter2-direct');
+  });
+
+  it('exits 1 for a recipient rejected 5xx and 2 for one deferred 4xx, though others got it', async () => {
+    expect((await cli([...base(), '--local-address', '127.0.0.2', '--to', 'a@direct.test', '--to', 'b@rcpt.test'])).code).toBe(1);
+    const deferred = await cli([...base(), '--local-address', '127.0.0.2', '--to', 'a@direct.test', '--to', 'c@defer.test', '--json']);
+    expect(deferred.code).toBe(2);
+    expect(JSON.parse(deferred.stdout)).toMatchObject({ ok: false, rejected: ['c@defer.test'] });
   });
 
   it('exits 1 when refused outright, and 64 with --host', async () => {

@@ -51,7 +51,7 @@ const SEND_FLAGS = {
 
 /** A domain's outcome, for --json: the error as its code, permanence and message. */
 function domainJson(d: DomainDelivery): Record<string, unknown> {
-  const { error, timing: _timing, edge: _edge, ...rest } = d;
+  const { error, timing: _timing, edge: _edge, rejectedErrors: _errors, ...rest } = d;
   return { ...rest, error: error && { code: error.code, permanent: error.permanent, message: error.message } };
 }
 
