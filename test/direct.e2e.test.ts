@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startDnsServer, type FixtureDnsServer } from '../src/testing/dns-server.js';
-import { startReceiver, type Receiver } from '../src/testing/receiver.js';
+import type { Receiver } from '../src/testing/receiver.js';
+import { startReceiversOnOnePort } from './support/world.js';
 import { WORLD_ZONE_FILE } from '../src/testing/fixtures.js';
 import { loadZoneFiles, parseZone } from '../src/testing/zone.js';
 import type { ResourceRecord } from '../src/dns/wire.js';
@@ -61,14 +62,16 @@ const transports: MailedgeTransport[] = [];
 beforeAll(async () => {
   baseRecords = [...(await loadZoneFiles([WORLD_ZONE_FILE])), ...parseZone(DIRECT_ZONE)];
   dns = await startDnsServer({ records: baseRecords });
-  mx2 = await startReceiver({ host: '127.0.0.111', strict: true, dnsServer: dns.server });
-  implicit = await startReceiver({ host: '127.0.0.112', port: mx2.port, strict: true, dnsServer: dns.server });
-  greylist = await startReceiver({ host: '127.0.0.113', port: mx2.port, faults: { greeting: { code: 421, message: '4.7.0 Try again later' } } });
-  hard = await startReceiver({ host: '127.0.0.114', port: mx2.port, faults: { greeting: { code: 554, message: '5.7.1 No SMTP service here' } } });
-  dualV4 = await startReceiver({ host: '127.0.0.1', port: mx2.port });
-  rcpt = await startReceiver({ host: '127.0.0.115', port: mx2.port, faults: { rcptTo: { code: 550, message: '5.1.1 No such user' } } });
-  defer = await startReceiver({ host: '127.0.0.116', port: mx2.port, faults: { rcptTo: { code: 450, message: '4.2.1 Mailbox busy' } } });
-  dualV6 = await startReceiver({ host: '::1', port: mx2.port });
+  [mx2, implicit, greylist, hard, dualV4, dualV6, rcpt, defer] = (await startReceiversOnOnePort([
+    { host: '127.0.0.111', strict: true, dnsServer: dns.server },
+    { host: '127.0.0.112', strict: true, dnsServer: dns.server },
+    { host: '127.0.0.113', faults: { greeting: { code: 421, message: '4.7.0 Try again later' } } },
+    { host: '127.0.0.114', faults: { greeting: { code: 554, message: '5.7.1 No SMTP service here' } } },
+    { host: '127.0.0.1' },
+    { host: '::1' },
+    { host: '127.0.0.115', faults: { rcptTo: { code: 550, message: '5.1.1 No such user' } } },
+    { host: '127.0.0.116', faults: { rcptTo: { code: 450, message: '4.2.1 Mailbox busy' } } },
+  ])) as [Receiver, Receiver, Receiver, Receiver, Receiver, Receiver, Receiver, Receiver];
 });
 beforeEach(() => {
   dns.setRecords(baseRecords);

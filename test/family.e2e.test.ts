@@ -7,7 +7,8 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startDnsServer, type FixtureDnsServer } from '../src/testing/dns-server.js';
-import { startReceiver, type Receiver } from '../src/testing/receiver.js';
+import type { Receiver } from '../src/testing/receiver.js';
+import { startReceiversOnOnePort } from './support/world.js';
 import { WORLD_ZONE_FILE } from '../src/testing/fixtures.js';
 import { loadZoneFiles } from '../src/testing/zone.js';
 import { createTransport, type MailedgeTransport, type MailedgeWarning } from '../src/transport.js';
@@ -31,8 +32,10 @@ const MESSAGE = { from: 'app@sender.test', to: 'someone@example.test', text: 'x'
 beforeAll(async () => {
   baseRecords = await loadZoneFiles([WORLD_ZONE_FILE]);
   dns = await startDnsServer({ records: baseRecords });
-  v6 = await startReceiver({ host: '::1', strict: true, dnsServer: dns.server });
-  v4 = await startReceiver({ host: '127.0.0.1', port: v6.port, strict: true, dnsServer: dns.server });
+  [v6, v4] = (await startReceiversOnOnePort([
+    { host: '::1', strict: true, dnsServer: dns.server },
+    { host: '127.0.0.1', strict: true, dnsServer: dns.server },
+  ])) as [Receiver, Receiver];
 });
 afterEach(() => {
   for (const t of transports.splice(0)) t.close();

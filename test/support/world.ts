@@ -78,3 +78,24 @@ export const MESSAGE = {
   subject: 'hello',
   text: 'body text',
 } as const;
+
+/**
+ * Receivers on several loopback addresses sharing one port, as MX hosts (or
+ * one host's two families) share port 25. The port comes from the first
+ * receiver; should another test's socket already hold it on one of the other
+ * addresses, all are closed and the lot is started again on a new port.
+ */
+export async function startReceiversOnOnePort(list: ReceiverOptions[], attempts = 5): Promise<Receiver[]> {
+  for (let attempt = 1; ; attempt++) {
+    const started: Receiver[] = [];
+    try {
+      for (const options of list) {
+        started.push(await startReceiver({ ...options, ...(started[0] ? { port: started[0].port } : {}) }));
+      }
+      return started;
+    } catch (err) {
+      await Promise.all(started.map((r) => r.close()));
+      if (attempt >= attempts || (err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
+    }
+  }
+}
