@@ -145,6 +145,8 @@ export class EnvelopeChecks {
   /** Aborted by dispose(): checks still running in the background stop asking DNS. */
   private readonly stop = new AbortController();
   private readonly taskMemo = new Map<string, Task[]>();
+  /** Screenings made wholly from cached verdicts, by task list (weak: task lists leave the memo). */
+  private readonly screenings = new WeakMap<Task[], { screening: Screening; expiresAt: number }>();
   /** Whether any envelope check is on; when none is, a send need not even compose the envelope. */
   readonly active: boolean;
 
@@ -177,6 +179,12 @@ export class EnvelopeChecks {
    */
   async screen(envelope: MessageEnvelope, edge: EdgeContext, options: ScreenOptions): Promise<Screening> {
     const tasks = this.tasksFor(envelope, edge);
+    // The same envelope, every verdict still cached: the screening is the one made last time.
+    const now = this.options.clock.now();
+    const known = this.screenings.get(tasks);
+    if (known && known.expiresAt > now) return known.screening;
+    const entries = tasks.map((task) => this.cache.get(task.key));
+    const allCached = entries.every((entry) => entry !== undefined && entry.expiresAt > now);
     const awaited: Array<Promise<{ task: Task; result: CheckResult }>> = [];
     for (const task of tasks) {
       const severity = this.severity(task.id);
@@ -194,13 +202,16 @@ export class EnvelopeChecks {
     const settled = await Promise.all(awaited);
     for (const { result } of settled) this.announce(result, options.warn);
     const senderIds: readonly string[] = SENDER_CHECK_IDS;
-    return {
+    const screening: Screening = {
       checks: settled.map((s) => s.result),
       blocking: settled.find((s) => senderIds.includes(s.task.id) && s.result.status === 'fail')?.result,
       refused: settled.flatMap(({ task, result }) =>
         result.status === 'fail' && result.code === 'RECIPIENT_NULL_MX' ? task.recipients.map((recipient) => ({ recipient, check: result })) : [],
       ),
     };
+    // Kept only when nothing was asked of DNS: then it stays right until the first verdict behind it expires.
+    if (allCached) this.screenings.set(tasks, { screening, expiresAt: Math.min(...entries.map((e) => e?.expiresAt ?? now)) });
+    return screening;
   }
 
   /** The tasks of one envelope from one edge, remembered: the same sender and recipients recur send after send. */
