@@ -14,7 +14,7 @@ import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import type { Resolver } from '../dns/resolver.js';
 import { digLine } from './evidence.js';
 import { hostnameProblem, printable } from './hostname.js';
-import { HINT_TTL, invalidDomain, mailDomain, ownerNote, parseTags, paste, txtRecord, txtStrings } from './records.js';
+import { HINT_TTL, invalidDomain, mailDomain, ownerNote, parseTags, paste, txtRecord, txtStrings, retryHint } from './records.js';
 import type { CheckVerdict } from './types.js';
 
 export interface DkimKeyOptions {
@@ -65,7 +65,7 @@ export async function checkDkim(options: DkimKeyOptions, resolver: Resolver, sig
       status: 'temperror',
       actual: 'the key lookup failed temporarily',
       code: 'DNS_TEMPFAIL',
-      hint: `Retry later; if it persists, check that the resolvers in edge.dns.servers answer for ${domain}.`,
+      hint: retryHint(domain),
     };
   }
   // Anything with a p= tag is a key record: v=DKIM1 is only RECOMMENDED (RFC 6376 section 3.6.1).

@@ -15,7 +15,7 @@ import type { Lookup, Resolver } from '../dns/resolver.js';
 import { digLine } from './evidence.js';
 import { printable } from './hostname.js';
 import { organisationalDomain } from './mailauth.js';
-import { invalidDomain, mailDomain, ownerNote, parseTags, paste, txtRecord, txtStrings, unique } from './records.js';
+import { invalidDomain, mailDomain, ownerNote, parseTags, paste, txtRecord, txtStrings, unique, retryHint } from './records.js';
 import type { CheckVerdict } from './types.js';
 
 const POLICIES = new Set(['none', 'quarantine', 'reject']);
@@ -44,7 +44,7 @@ export async function checkDmarc(senderDomain: string, resolver: Resolver, signa
     evidence: unique(lookups.map((l) => digLine(l))),
   });
   const temporary = (): CheckVerdict =>
-    result('temperror', 'DNS_TEMPFAIL', 'the DMARC lookup failed temporarily', `Retry later; if it persists, check that the resolvers in edge.dns.servers answer for ${domain}.`);
+    result('temperror', 'DNS_TEMPFAIL', 'the DMARC lookup failed temporarily', retryHint(domain));
 
   let found: { owner: string; records: string[] } | undefined;
   for (const candidate of domain === org ? [domain] : [domain, org]) {

@@ -7,7 +7,7 @@
  */
 import type { Resolver } from '../dns/resolver.js';
 import { digLine } from './evidence.js';
-import { invalidDomain, isNullMx, mailDomain, mxRecords, paste } from './records.js';
+import { invalidDomain, isNullMx, mailDomain, mxRecords, paste, retryHint } from './records.js';
 import type { CheckVerdict } from './types.js';
 
 export async function checkRecipientNullMx(recipientDomain: string, resolver: Resolver, signal: AbortSignal): Promise<CheckVerdict> {
@@ -24,7 +24,7 @@ export async function checkRecipientNullMx(recipientDomain: string, resolver: Re
         status: 'temperror',
         actual: 'the MX lookup failed temporarily',
         code: 'DNS_TEMPFAIL',
-        hint: `Retry later; if it persists, check that the resolvers in edge.dns.servers answer for ${domain}.`,
+        hint: retryHint(domain),
       };
     case 'nxdomain':
       return {

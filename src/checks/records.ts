@@ -10,6 +10,11 @@ import type { CheckId, CheckVerdict } from './types.js';
 /** The TTL suggested in every record a hint offers: an hour is the usual default and cheap to change. */
 export const HINT_TTL = 3600;
 
+/** The fix for a lookup that failed only temporarily: nothing in DNS to change yet. */
+export function retryHint(domain: string): string {
+  return `Retry later; if it persists, check that the resolvers in edge.dns.servers answer for ${domain}.`;
+}
+
 export type DomainParse = { ok: true; domain: string } | { ok: false; problem: string };
 
 /**

@@ -8,7 +8,7 @@
 import { isTemporary, type Lookup, type Resolver } from '../dns/resolver.js';
 import { digLine } from './evidence.js';
 import { printable } from './hostname.js';
-import { HINT_TTL, invalidDomain, isNullMx, mailDomain, mxRecords, ownerNote, paste, unique } from './records.js';
+import { HINT_TTL, invalidDomain, isNullMx, mailDomain, mxRecords, ownerNote, paste, unique, retryHint } from './records.js';
 import type { CheckVerdict } from './types.js';
 
 /** MX hosts examined at most; a domain with more still gets its preferred ones checked. */
@@ -32,7 +32,7 @@ export async function checkSenderMx(senderDomain: string, resolver: Resolver, si
 
   const mx = await resolver.lookup(domain, 'MX', signal);
   if (mx.kind === 'tempfail') {
-    return result('temperror', 'DNS_TEMPFAIL', 'the MX lookup failed temporarily', `Retry later; if it persists, check that the resolvers in edge.dns.servers answer for ${domain}.`, [mx]);
+    return result('temperror', 'DNS_TEMPFAIL', 'the MX lookup failed temporarily', retryHint(domain), [mx]);
   }
   if (mx.kind === 'nxdomain') {
     return result(
@@ -62,7 +62,7 @@ export async function checkSenderMx(senderDomain: string, resolver: Resolver, si
       );
     }
     if (implicit.some(isTemporary)) {
-      return result('temperror', 'DNS_TEMPFAIL', 'no MX record, and the address lookup for implicit MX failed temporarily', `Retry later; if it persists, check that the resolvers in edge.dns.servers answer for ${domain}.`, lookups);
+      return result('temperror', 'DNS_TEMPFAIL', 'no MX record, and the address lookup for implicit MX failed temporarily', retryHint(domain), lookups);
     }
     return result(
       'fail',

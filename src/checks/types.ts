@@ -103,11 +103,6 @@ export interface PoolMemberReport extends Omit<PreflightReport, 'members'> {
   publicAddress: string | null;
 }
 
-export function worstStatus(checks: readonly CheckVerdict[]): CheckStatus {
-  const order: CheckStatus[] = ['temperror', 'fail', 'warn', 'pass', 'skip'];
-  for (const status of order) if (checks.some((c) => c.status === status)) return status;
-  return 'pass';
-}
 
 /** The result with its severity, in the key order the JSON report shows. */
 export function withSeverity(verdict: CheckVerdict, severity: Severity, domain?: string): CheckResult {

@@ -67,10 +67,6 @@ export class Resolver {
     this.maxCnameHops = options.maxCnameHops ?? 8;
   }
 
-  get clock(): Clock {
-    return this.options.clock;
-  }
-
   ptr(address: string, signal: AbortSignal): Promise<Lookup> {
     return this.lookup(reverseName(address), 'PTR', signal);
   }
