@@ -166,17 +166,23 @@ async function deliverDomain(context: DirectContext, mail: SendMailOptions, doma
 }
 
 /**
- * RFC 5321 section 5.1: a host that cannot be reached, or greets with 4xx,
- * is passed over for the next. A 5xx greeting, a refused identity or any
- * reply inside the transaction ends the domain: another MX host of the same
- * domain would say the same, or the message is already judged.
+ * RFC 5321 section 5.1: a host that cannot be reached, never greets, or
+ * greets with 4xx, is passed over for the next. A 5xx greeting or any reply
+ * or drop inside the transaction ends the domain: the message may already be
+ * queued there (a lost 250 must not become a second delivery). A host this
+ * edge cannot use (its address unresolved or only of a family whose edge
+ * fails, a DNS hiccup on its address) is passed over too; a refusal about the
+ * message itself (null MX, an enforced sender-side check) ends the domain.
  */
 function tryNextMx(error: MailedgeError): boolean {
-  if (error instanceof EdgeRefusedError) return error.code === 'DEST_UNRESOLVED';
+  if (error instanceof EdgeRefusedError) return !MESSAGE_REFUSALS.has(error.code);
   if (!(error instanceof SendFailedError)) return false;
   if (error.responseCode !== undefined) return error.command === 'CONN' && error.responseCode >= 400 && error.responseCode < 500;
-  return !error.permanent && error.smtpCode !== 'EENVELOPE' && error.smtpCode !== 'EMESSAGE';
+  return error.beforeGreeting;
 }
+
+/** Refusals that would be the same at every MX host of the domain: about the message, not the host. */
+const MESSAGE_REFUSALS = new Set<string>(['RECIPIENT_NULL_MX', 'SPF_FAIL', 'SPF_PERMERROR', 'SENDER_NULL_MX', 'SENDER_NO_MX', 'DKIM_KEY_MISSING', 'DKIM_KEY_MISMATCH', 'DKIM_KEY_SHORT', 'EHLO_INVALID', 'DOMAIN_INVALID']);
 
 function reportOf(check: CheckResult): PreflightReport {
   return { ok: false, address: null, name: null, destination: null, checks: [check], ptrNames: [], expiresAt: Date.now(), stale: false };

@@ -300,6 +300,12 @@ export class SendFailedError extends MailedgeError {
   readonly responseCode: number | undefined;
   readonly response: string | undefined;
   readonly command: string | undefined;
+  /**
+   * True when the receiver was never reached or never greeted: nothing of the
+   * message can have been accepted, so another host may be tried without
+   * risking a duplicate.
+   */
+  readonly beforeGreeting: boolean;
 
   constructor(cause: unknown, mail: unknown, redact: (text: string) => string) {
     const source = (typeof cause === 'object' && cause !== null ? cause : {}) as Record<string, unknown>;
@@ -319,6 +325,8 @@ export class SendFailedError extends MailedgeError {
       mail,
     });
     this.smtpCode = text('code');
+    this.beforeGreeting =
+      source.phase === 'connect' || /greeting never received/i.test(message) || (responseCode !== undefined && text('command') === 'CONN');
     this.responseCode = responseCode;
     this.response = text('response');
     this.command = text('command');

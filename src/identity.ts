@@ -130,13 +130,18 @@ export class EdgeVerifier {
 
   /** Decides what a fresh verdict means for the identity in use. */
   private settle(fresh: Identity): Identity {
-    // Per family: a confirmed IPv6 identity whose re-check only timed out is still
-    // served stale though IPv4 keeps failing for good beside it.
-    const temporaryOnly = familyGroups(fresh.report.checks).some((group) => {
-      const holding = group.filter(holdsIdentity);
-      return holding.length > 0 && holding.every((c) => c.status === 'temperror');
-    });
+    // Per family, and only the confirmed identity's own: a confirmed IPv6 identity whose
+    // re-check only timed out is still served stale though IPv4 keeps failing for good
+    // beside it, but a confirmed IPv4 identity that now fails for good is not kept alive
+    // by an IPv6 lookup that merely timed out.
     const confirmed = this.confirmed;
+    const confirmedFamily = confirmed?.edge ? (isIPv6(confirmed.edge.address) ? 6 : 4) : undefined;
+    const temporaryOnly = familyGroups(fresh.report.checks)
+      .filter((group) => confirmedFamily === undefined || group.every((c) => c.family === undefined || c.family === confirmedFamily))
+      .some((group) => {
+        const holding = group.filter(holdsIdentity);
+        return holding.length > 0 && holding.every((c) => c.status === 'temperror');
+      });
     if (temporaryOnly && confirmed && this.options.clock.now() < this.staleUntil()) {
       return this.serveStale(confirmed, failureSummary(fresh));
     }

@@ -473,12 +473,13 @@ function openSocket(host: string, port: number, localAddress: string | undefined
     const socket = connect({ host, port, ...(localAddress ? { localAddress } : {}) });
     const timer = setTimeout(() => {
       socket.destroy();
-      reject(Object.assign(new Error(`Connection timeout to ${host}:${port}`), { code: 'ETIMEDOUT' }));
+      reject(Object.assign(new Error(`Connection timeout to ${host}:${port}`), { code: 'ETIMEDOUT', phase: 'connect' }));
     }, timeout);
     const onError = (err: Error): void => {
       clearTimeout(timer);
       socket.destroy();
-      reject(err);
+      // Marked, so a caller can tell "never reached" from "dropped mid-transaction".
+      reject(Object.assign(err, { phase: 'connect' }));
     };
     socket.once('error', onError);
     socket.once('connect', () => {

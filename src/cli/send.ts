@@ -66,7 +66,8 @@ function domainLine(d: DomainDelivery): string {
 function directExitCode(domains: readonly DomainDelivery[]): number {
   const failed = domains.filter((d) => d.rejected.length > 0);
   if (failed.length === 0) return EXIT.ok;
-  return failed.some((d) => d.error === null || d.error.permanent) ? EXIT.misconfigured : EXIT.temporary;
+  // Any recipient refused for good makes the whole run a permanent failure, not only the first error seen.
+  return failed.some((d) => d.error === null || [d.error, ...d.rejectedErrors].some((e) => e.permanent)) ? EXIT.misconfigured : EXIT.temporary;
 }
 
 export async function sendCommand(args: string[], io: CliIo): Promise<number> {
