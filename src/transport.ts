@@ -78,6 +78,7 @@ export class MailedgeTransport extends EventEmitter {
   private readonly leftOutWarned = new WeakSet<PreflightReport>();
   /** With direct: true, one transport per MX host, most recently created last. */
   private readonly mxTransports = new Map<string, MailedgeTransport>();
+  private closed = false;
   private readonly options: MailedgeOptions;
 
   /**
@@ -167,6 +168,8 @@ export class MailedgeTransport extends EventEmitter {
    * against the MX name) are checked exactly as for a relay.
    */
   private mxTransport(exchange: string): MailedgeTransport {
+    // A delivery still running when close() was called must not open transports nobody will close.
+    if (this.closed) throw Object.assign(new Error('the transport was closed'), { code: 'ECONNECTION' });
     const key = exchange.toLowerCase();
     const known = this.mxTransports.get(key);
     if (known) return known;
@@ -250,10 +253,13 @@ export class MailedgeTransport extends EventEmitter {
   }
 
   isIdle(): boolean {
-    return this.mailer.isIdle() && this.retiring.size === 0 && (this.members ?? []).every((m) => m.isIdle()) && [...this.mxTransports.values()].every((m) => m.isIdle());
+    // Nodemailer answers isIdle() only for pools; an unpooled transport is idle when none of its sends is under way.
+    const own = this.pooled ? this.mailer.isIdle() : !this.inFlight.get(this.mailer);
+    return own && this.retiring.size === 0 && (this.members ?? []).every((m) => m.isIdle()) && [...this.mxTransports.values()].every((m) => m.isIdle());
   }
 
   close(): void {
+    this.closed = true;
     for (const member of this.members ?? []) member.close();
     for (const mx of this.mxTransports.values()) mx.close();
     this.mxTransports.clear();
