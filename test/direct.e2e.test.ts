@@ -43,6 +43,10 @@ rcpt.test.          MX 10 mx5.direct.test.
 mx5.direct.test.    A  127.0.0.115
 defer.test.         MX 10 mx6.direct.test.
 mx6.direct.test.    A  127.0.0.116
+; first MX drops the connection in the middle of DATA: the message may be queued there
+drop.test.          MX 10 mx7.direct.test.
+drop.test.          MX 20 mx2.direct.test.
+mx7.direct.test.    A  127.0.0.117
 ; an MX host with both families (127.0.0.1 and ::1)
 dual.test.          MX 10 dual.relay.test.
 `;
@@ -56,13 +60,14 @@ let dualV4: Receiver;
 let rcpt: Receiver;
 let defer: Receiver;
 let dualV6: Receiver;
+let dropper: Receiver;
 let baseRecords: ResourceRecord[];
 const transports: MailedgeTransport[] = [];
 
 beforeAll(async () => {
   baseRecords = [...(await loadZoneFiles([WORLD_ZONE_FILE])), ...parseZone(DIRECT_ZONE)];
   dns = await startDnsServer({ records: baseRecords });
-  [mx2, implicit, greylist, hard, dualV4, dualV6, rcpt, defer] = (await startReceiversOnOnePort([
+  [mx2, implicit, greylist, hard, dualV4, dualV6, rcpt, defer, dropper] = (await startReceiversOnOnePort([
     { host: '127.0.0.111', strict: true, dnsServer: dns.server },
     { host: '127.0.0.112', strict: true, dnsServer: dns.server },
     { host: '127.0.0.113', faults: { greeting: { code: 421, message: '4.7.0 Try again later' } } },
@@ -71,15 +76,16 @@ beforeAll(async () => {
     { host: '::1' },
     { host: '127.0.0.115', faults: { rcptTo: { code: 550, message: '5.1.1 No such user' } } },
     { host: '127.0.0.116', faults: { rcptTo: { code: 450, message: '4.2.1 Mailbox busy' } } },
-  ])) as [Receiver, Receiver, Receiver, Receiver, Receiver, Receiver, Receiver, Receiver];
+    { host: '127.0.0.117', faults: { dropInData: true } },
+  ])) as [Receiver, Receiver, Receiver, Receiver, Receiver, Receiver, Receiver, Receiver, Receiver];
 });
 beforeEach(() => {
   dns.setRecords(baseRecords);
-  for (const r of [mx2, implicit, greylist, hard, dualV4, dualV6, rcpt, defer]) r.reset();
+  for (const r of [mx2, implicit, greylist, hard, dualV4, dualV6, rcpt, defer, dropper]) r.reset();
 });
 afterAll(async () => {
   for (const t of transports.splice(0)) t.close();
-  await Promise.all([mx2, implicit, greylist, hard, dualV4, dualV6, rcpt, defer].map((r) => r.close()));
+  await Promise.all([mx2, implicit, greylist, hard, dualV4, dualV6, rcpt, defer, dropper].map((r) => r.close()));
   await dns.close();
 });
 
@@ -189,6 +195,16 @@ describe('replies inside the transaction', () => {
     const err = await failure(direct().sendMail({ from: FROM, to: 'c@defer.test', text: 'x' }));
     expect(err).toMatchObject({ code: 'SEND_FAILED', permanent: false });
     expect(err.domains?.[0]).toMatchObject({ domain: 'defer.test', status: 'failed', attempts: [] });
+  });
+});
+
+describe('no duplicate delivery', () => {
+  it('does not try the next MX after a connection dropped inside the transaction', async () => {
+    const err = await failure(direct().sendMail({ from: FROM, to: 'd@drop.test', text: 'x' }));
+    expect(err).toMatchObject({ code: 'SEND_FAILED', permanent: false, beforeGreeting: false });
+    expect(err.domains?.[0]).toMatchObject({ domain: 'drop.test', status: 'failed', attempts: [] });
+    expect(dropper.connections).toBe(1);
+    expect(mx2.connections).toBe(0);
   });
 });
 

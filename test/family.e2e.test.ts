@@ -199,3 +199,20 @@ describe('edge.family 4 or 6', () => {
     expect(invalid(options({ localAddress: '::1', edge: { family: 6 } }))).toBeUndefined();
   });
 });
+
+describe('serve-stale is per family', () => {
+  it('does not keep a confirmed IPv4 identity alive on an IPv6 lookup that merely failed, once IPv4 fails for good', async () => {
+    const clock = { t: 1_000_000, now: () => clock.t };
+    const t = transport({ edge: { clock } });
+    expect((await t.sendMail({ ...MESSAGE })).edge).toMatchObject({ address: '127.0.0.1', name: 'kernel.good.test' });
+    without(V4_PTR);
+    dns.setFault(V6_PTR, { rcode: 'SERVFAIL' });
+    clock.t += 3_601_000;
+    const err = await refusal(t.sendMail({ ...MESSAGE }));
+    // IPv4 is gone for good; IPv6 is undecided, so "retry later" is the honest verdict, but nothing goes out stale.
+    expect(err.evidence.join('\n')).toMatch(/IPv4/);
+    expect(err.report.stale).toBe(false);
+    expect(v4.messages).toBe(1);
+    expect(v6.messages).toBe(0);
+  });
+});
