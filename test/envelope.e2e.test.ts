@@ -6,7 +6,7 @@
  */
 import { generateKeyPairSync } from 'node:crypto';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { startWorld, MESSAGE, type World } from './support/world.js';
+import { useWorld, MESSAGE } from './support/world.js';
 import { EdgeRefusedError, InvalidOptionError, PreflightFailedError } from '../src/errors.js';
 import { preflight } from '../src/preflight.js';
 import { createTransport, type MailedgeWarning } from '../src/transport.js';
@@ -14,20 +14,7 @@ import { waitFor } from '../src/testing/receiver.js';
 import type { MailedgeOptions } from '../src/options.js';
 import type { CheckResult } from '../src/checks/types.js';
 
-let world: World;
-
-beforeAll(async () => {
-  world = await startWorld();
-});
-afterAll(async () => {
-  await world.close();
-});
-beforeEach(() => {
-  world.plain.reset();
-  world.strict.reset();
-  world.dns.resetStats();
-  world.dns.clearFaults();
-});
+const world = useWorld();
 
 const edgeOptions = (local: string, edge: MailedgeOptions['edge'] = {}): MailedgeOptions => ({
   host: 'plain.relay.test',

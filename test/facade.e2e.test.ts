@@ -1,23 +1,11 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { startWorld, MESSAGE, type World } from './support/world.js';
+import { useWorld, MESSAGE } from './support/world.js';
 import { EdgeRefusedError, InvalidOptionError, MailedgeError, SendFailedError } from '../src/errors.js';
 import { preflight } from '../src/preflight.js';
 import { createTransport, type MailedgeWarning } from '../src/transport.js';
 import { startReceiver, waitFor, type Receiver } from '../src/testing/receiver.js';
 
-let world: World;
-
-beforeAll(async () => {
-  world = await startWorld();
-});
-afterAll(async () => {
-  await world.close();
-});
-beforeEach(() => {
-  world.strict.reset();
-  world.plain.reset();
-  world.dns.resetStats();
-});
+const world = useWorld();
 
 function viaStrict(localAddress: string, extra: Record<string, unknown> = {}) {
   return world.transport({ host: 'smtp.relay.test', port: world.strict.port, localAddress, ...extra });

@@ -9,7 +9,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { startWorld, MESSAGE, type World } from './support/world.js';
+import { useWorld, MESSAGE } from './support/world.js';
 import { EdgeRefusedError, InvalidOptionError, PreflightFailedError } from '../src/errors.js';
 import { createTransport, type MailedgeWarning } from '../src/transport.js';
 import { preflight } from '../src/preflight.js';
@@ -17,16 +17,7 @@ import { runCli } from '../src/cli/main.js';
 import type { CliIo } from '../src/cli/io.js';
 import type { MailedgeOptions } from '../src/options.js';
 
-let world: World;
-beforeAll(async () => {
-  world = await startWorld();
-});
-afterAll(async () => {
-  await world.close();
-});
-beforeEach(() => {
-  world.strict.reset();
-});
+const world = useWorld();
 
 const pool = (...addresses: string[]): MailedgeOptions['edge'] => ({ pool: addresses.map((localAddress) => ({ localAddress })) });
 

@@ -1,3 +1,4 @@
+import { afterAll, beforeAll, beforeEach } from 'vitest';
 /**
  * The test world every end-to-end test shares: the fixture DNS server serving
  * fixtures/zones/world.zone (plus DELIVERABILITY_ZONE below) and receivers on
@@ -98,4 +99,26 @@ export async function startReceiversOnOnePort(list: ReceiverOptions[], attempts 
       if (attempt >= attempts || (err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
     }
   }
+}
+
+/**
+ * One world for the test file that calls this: started before its first test,
+ * closed after its last, and reset (receivers, query log, DNS faults) before
+ * each test, so no test sees another's traffic or faults.
+ */
+export function useWorld(): World {
+  const handle = {} as World;
+  beforeAll(async () => {
+    Object.assign(handle, await startWorld());
+  });
+  afterAll(async () => {
+    await handle.close();
+  });
+  beforeEach(() => {
+    handle.strict.reset();
+    handle.plain.reset();
+    handle.dns.resetStats();
+    handle.dns.clearFaults();
+  });
+  return handle;
 }
