@@ -80,20 +80,24 @@ export class MailedgeTransport extends EventEmitter {
   private readonly mxTransports = new Map<string, MailedgeTransport>();
   private closed = false;
   private readonly options: MailedgeOptions;
+  /** Only the transport that made the envelope checks stops them; children share their parent's. */
+  private readonly ownsEnvelopeChecks: boolean;
 
   /**
    * `shared` is internal: pool members and MX-host transports use their
-   * parent's resolver, so one DNS cache serves them all (the edge's PTR is
-   * asked once, not once per MX host).
+   * parent's resolver and envelope checks, so one DNS cache and one verdict
+   * cache serve them all (the edge's PTR is asked once, not once per MX host,
+   * and a sender-domain warning is raised once, not once per member).
    */
-  constructor(options: MailedgeOptions, defaults?: SendMailOptions, shared?: { resolver: Resolver }) {
+  constructor(options: MailedgeOptions, defaults?: SendMailOptions, shared?: { resolver: Resolver; envelopeChecks: EnvelopeChecks }) {
     super();
     // Nodemailer's default host; named here so the route check sees the same destination.
     // Direct delivery has no one destination: the transport's own check is of the edge alone.
     this.edgeOptions = resolveEdgeOptions(options.direct === true ? options : { ...options, host: options.host ?? 'localhost' });
     this.options = options;
     this.verifier = new EdgeVerifier(this.edgeOptions, shared?.resolver);
-    this.envelopeChecks = new EnvelopeChecks(this.edgeOptions, this.verifier.resolver);
+    this.envelopeChecks = shared?.envelopeChecks ?? new EnvelopeChecks(this.edgeOptions, this.verifier.resolver);
+    this.ownsEnvelopeChecks = shared === undefined;
     this.defaults = defaults;
     this.redact = secretRedactor(options.auth);
     // Nodemailer reads 0 as "use the default"; so does mailedge.
@@ -117,11 +121,15 @@ export class MailedgeTransport extends EventEmitter {
       return mailer;
     };
     this.mailer = this.createMailer();
-    this.members = this.edgeOptions.pool?.map((member) => {
-      const transport = new MailedgeTransport(memberOptions(options, member), defaults, { resolver: this.verifier.resolver });
-      for (const event of [...FORWARDED_EVENTS, 'warning'] as const) transport.on(event, (...args: unknown[]) => this.emit(event, ...args));
-      return transport;
-    });
+    this.members = this.edgeOptions.pool?.map((member) => this.child(memberOptions(options, member)));
+  }
+
+  /** A pool member or MX-host transport: shares this one's caches, reports through its events, runs its plugins. */
+  private child(options: MailedgeOptions): MailedgeTransport {
+    const transport = new MailedgeTransport(options, this.defaults, { resolver: this.verifier.resolver, envelopeChecks: this.envelopeChecks });
+    for (const event of [...FORWARDED_EVENTS, 'warning'] as const) transport.on(event, (...args: unknown[]) => this.emit(event, ...args));
+    for (const [step, plugin] of this.plugins) transport.use(step, plugin);
+    return transport;
   }
 
   /** The structured report for this transport's destination, without sending anything. */
@@ -184,9 +192,7 @@ export class MailedgeTransport extends EventEmitter {
     }
     const { direct: _direct, edge = {}, ...rest } = this.options;
     const { mxPort: _mxPort, ...edgeRest } = edge;
-    const transport = new MailedgeTransport({ ...rest, host: exchange, port: this.edgeOptions.mxPort, edge: edgeRest }, this.defaults, { resolver: this.verifier.resolver });
-    for (const event of [...FORWARDED_EVENTS, 'warning'] as const) transport.on(event, (...args: unknown[]) => this.emit(event, ...args));
-    for (const [step, plugin] of this.plugins) transport.use(step, plugin);
+    const transport = this.child({ ...rest, host: exchange, port: this.edgeOptions.mxPort, edge: edgeRest });
     this.mxTransports.set(key, transport);
     return transport;
   }
@@ -264,7 +270,7 @@ export class MailedgeTransport extends EventEmitter {
     for (const mx of this.mxTransports.values()) mx.close();
     this.mxTransports.clear();
     this.verifier.dispose();
-    this.envelopeChecks.dispose();
+    if (this.ownsEnvelopeChecks) this.envelopeChecks.dispose();
     this.mailer.close();
     for (const old of this.retiring) old.close();
     this.retiring.clear();

@@ -198,6 +198,18 @@ describe('replies inside the transaction', () => {
   });
 });
 
+describe('one verdict cache for every MX host', () => {
+  it('raises a sender-domain warning once, though two MX hosts carry the message', async () => {
+    const t = direct();
+    const warnings: string[] = [];
+    t.on('warning', (w: { code: string }) => warnings.push(w.code));
+    // good.test publishes no SPF record: a warn-level finding for whichever MX transport screens first.
+    await t.sendMail({ from: 'app@good.test', to: ['a@direct.test', 'b@implicit.test'], text: 'x' });
+    await new Promise((r) => setTimeout(r, 100));
+    expect(warnings.filter((c) => c === 'SPF_NONE')).toHaveLength(1);
+  });
+});
+
 describe('no duplicate delivery', () => {
   it('does not try the next MX after a connection dropped inside the transaction', async () => {
     const err = await failure(direct().sendMail({ from: FROM, to: 'd@drop.test', text: 'x' }));
