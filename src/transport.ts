@@ -74,6 +74,7 @@ export class MailedgeTransport extends EventEmitter {
   /** With edge.pool: one transport per member, each verified and sending on its own. */
   private readonly members: MailedgeTransport[] | undefined;
   private nextMember = 0;
+  private lastPool: { identities: Identity[]; state: { usable: MailedgeTransport[]; report: PreflightReport } } | undefined;
   /** Member reports already announced as left out, so each failure is warned about once. */
   private readonly leftOutWarned = new WeakSet<PreflightReport>();
   /** With direct: true, one transport per MX host, most recently created last. */
@@ -150,6 +151,9 @@ export class MailedgeTransport extends EventEmitter {
     const identities = fast
       ? current.filter((identity): identity is Identity => identity !== undefined)
       : await Promise.all(all.map((m, i) => current[i] ?? m.verifier.identity()));
+    // Sends between two re-verifications see the same identities: the merged report is made once for them.
+    const last = this.lastPool;
+    if (last && last.identities.length === identities.length && last.identities.every((identity, i) => identity === identities[i])) return last.state;
     const report = poolReport(members.map((m, i) => ({ member: memberOf(m), report: (identities[i] as Identity).report })));
     const usable = members.filter((_, i) => (identities[i] as Identity).passed);
     members.forEach((member, i) => {
@@ -166,8 +170,9 @@ export class MailedgeTransport extends EventEmitter {
       });
     });
     // Warn mode sends unverified rather than not at all, as a single address would.
-    if (usable.length === 0 && this.edgeOptions.mode === 'warn') return { usable: members, report };
-    return { usable, report };
+    const state = { usable: usable.length === 0 && this.edgeOptions.mode === 'warn' ? members : usable, report };
+    this.lastPool = { identities, state };
+    return state;
   }
 
   /**
