@@ -22,7 +22,7 @@ import { checkRecipientNullMx } from './checks/recipient-null-mx.js';
 import { mailDomain } from './checks/records.js';
 import { printable } from './checks/hostname.js';
 import { RECIPIENT_CHECK_IDS, SENDER_CHECK_IDS, type DeliverabilityCheckId } from './checks/registry.js';
-import { enforcedFailures, withSeverity, type CheckResult, type CheckVerdict, type PreflightReport, type Severity } from './checks/types.js';
+import { enforcedFailures, withSeverity, worthWarning, type CheckResult, type CheckVerdict, type PreflightReport, type Severity } from './checks/types.js';
 import type { ResolvedEdgeOptions } from './options.js';
 
 /** The envelope Nodemailer will send with: MAIL FROM (false for the null sender) and every RCPT TO. */
@@ -345,8 +345,7 @@ export class EnvelopeChecks {
    * the domain, and the next period asks again.
    */
   private announce(result: CheckResult, warn: ScreenOptions['warn']): void {
-    const worth = result.code !== null && (result.status === 'warn' || (result.status === 'fail' && result.severity === 'warn'));
-    if (!worth) return;
+    if (!worthWarning(result)) return;
     const key = `${result.id} ${result.domain ?? ''} ${result.code ?? ''}`;
     const now = this.options.clock.now();
     if ((this.warned.get(key) ?? 0) > now) return;

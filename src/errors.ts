@@ -3,7 +3,7 @@
  * `permanent`, never on message text; the README's table is kept in step with
  * ERROR_CODES by a test.
  */
-import { enforcedFailures, type CheckResult, type PreflightReport } from './checks/types.js';
+import { enforcedFailures, reportStatus, type CheckResult, type PreflightReport } from './checks/types.js';
 
 export interface ErrorCodeInfo {
   /** What went wrong, in one sentence. */
@@ -359,9 +359,8 @@ export class PreflightFailedError extends MailedgeError {
   constructor(readonly report: PreflightReport) {
     // Only enforced checks fail a preflight; warn-level ones are in the report for reading.
     const failed = enforcedFailures(report.checks);
-    const temporary = failed.length > 0 && failed.every((c) => c.status === 'temperror');
     super('PREFLIGHT_FAILED', `mailedge preflight failed: ${failed.map((c) => `${c.id} (${c.code})`).join(', ')}`, {
-      permanent: !temporary,
+      permanent: reportStatus(report) !== 'temperror',
       hint: failed.map((c) => c.hint).filter(Boolean).join(' '),
       evidence: failed.flatMap((c) => c.evidence),
     });

@@ -10,7 +10,7 @@ import { connect, type Socket } from 'node:net';
 import nodemailer from 'nodemailer';
 import type { SMTPSentMessageInfo, SendMailOptions, Transporter, PluginFunction } from 'nodemailer';
 import { EdgeRefusedError, MailedgeError, SendFailedError, type ErrorCode, type WarningCode } from './errors.js';
-import { firstFailure, type CheckResult, type PreflightReport } from './checks/types.js';
+import { firstFailure, worthWarning, type CheckResult, type PreflightReport } from './checks/types.js';
 import { EdgeVerifier, type Identity } from './identity.js';
 import type { Resolver } from './dns/resolver.js';
 import { EnvelopeChecks, envelopeOf, withEnvelopeChecks } from './envelope.js';
@@ -422,8 +422,7 @@ export class MailedgeTransport extends EventEmitter {
       return;
     }
     for (const check of identity.report.checks) {
-      const worth = check.status === 'warn' || (check.status === 'fail' && check.severity === 'warn');
-      if (worth && check.code) {
+      if (worthWarning(check) && check.code) {
         this.warn({ code: check.code, message: `mailedge: ${check.id}: ${check.actual}`, check, report: identity.report });
       }
     }

@@ -119,6 +119,20 @@ export function enforcedFailures(checks: readonly CheckResult[]): CheckResult[] 
   return checks.filter((c) => c.severity === 'enforce' && isFailing(c));
 }
 
+/**
+ * A report's outcome in one word: 'pass'; 'fail' when an enforced check fails
+ * for good (fix something); else 'temperror' (only DNS left it open: retry).
+ */
+export function reportStatus(report: Pick<PreflightReport, 'ok' | 'checks'>): 'pass' | 'fail' | 'temperror' {
+  if (report.ok) return 'pass';
+  return enforcedFailures(report.checks).some((c) => c.status === 'fail') ? 'fail' : 'temperror';
+}
+
+/** A result worth a warning: a warn status, or a failure of a check set to 'warn'. */
+export function worthWarning(check: CheckResult): boolean {
+  return check.code !== null && (check.status === 'warn' || (check.status === 'fail' && check.severity === 'warn'));
+}
+
 export function firstFailure<T extends CheckVerdict>(checks: readonly T[]): T | undefined {
   return (
     checks.find((c) => c.status === 'fail') ?? checks.find((c) => c.status === 'temperror')

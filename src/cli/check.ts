@@ -1,7 +1,7 @@
 import { preflight } from '../preflight.js';
 import { renderReport } from '../report/human.js';
 import { toJsonReport } from '../report/json.js';
-import { enforcedFailures, type PreflightReport } from '../checks/types.js';
+import { reportStatus, type PreflightReport } from '../checks/types.js';
 import { EDGE_FLAGS, parseFlags } from './args.js';
 import { EXIT, UsageError, useColor, type CliIo } from './io.js';
 import { environment, transportOptions } from './settings.js';
@@ -38,8 +38,7 @@ const CHECK_FLAGS = {
 
 /** Only enforced checks decide the exit code: a warn-level failure is printed, and the step goes on. */
 export function exitCodeFor(report: PreflightReport): number {
-  if (report.ok) return EXIT.ok;
-  return enforcedFailures(report.checks).some((c) => c.status === 'fail') ? EXIT.misconfigured : EXIT.temporary;
+  return { pass: EXIT.ok, fail: EXIT.misconfigured, temperror: EXIT.temporary }[reportStatus(report)];
 }
 
 export async function checkCommand(args: string[], io: CliIo): Promise<number> {

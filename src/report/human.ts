@@ -5,7 +5,7 @@
  * picture of PTR → name → address is read faster than prose. Knows only results.
  */
 import { isIPv6 } from 'node:net';
-import { enforcedFailures, isFailing, type CheckResult, type CheckStatus, type PreflightReport, type PtrNameResult } from '../checks/types.js';
+import { enforcedFailures, isFailing, reportStatus, type CheckResult, type CheckStatus, type PreflightReport, type PtrNameResult } from '../checks/types.js';
 import { printable } from '../checks/hostname.js';
 
 export interface RenderOptions {
@@ -41,7 +41,7 @@ export function verdictLine(report: PreflightReport): string {
   if (report.name !== null && failures.every((c) => c.id === 'recipient-null-mx' && c.status === 'fail')) {
     return `${who} is confirmed as ${report.name}, but mail to ${failures.map((c) => c.domain ?? '?').join(', ')} would be refused`;
   }
-  return failures.every((c) => c.status === 'temperror')
+  return reportStatus(report) === 'temperror'
     ? `${who}: no verdict yet (temporary DNS failure: ${ids}): retry later`
     : `${who}: misconfigured: sending would be refused (${ids})`;
 }
@@ -126,9 +126,7 @@ function describeOutcome(outcome: string, forward: string): string {
 
 export function renderReport(report: PreflightReport, options: RenderOptions): string {
   if (report.members) return renderPool(report, options);
-  const failures = enforcedFailures(report.checks);
-  const status: CheckStatus = report.ok ? 'pass' : failures.some((c) => c.status === 'fail') ? 'fail' : 'temperror';
-  const lines = [paint(`mailedge: ${verdictLine(report)}`, status, options)];
+  const lines = [paint(`mailedge: ${verdictLine(report)}`, reportStatus(report), options)];
   const identity = report.checks.filter((c) => c.domain === undefined);
   const sender = report.checks.filter((c) => c.domain !== undefined && SENDER_IDS.has(c.id));
   const recipients = report.checks.filter((c) => c.domain !== undefined && !SENDER_IDS.has(c.id));
