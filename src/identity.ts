@@ -12,7 +12,7 @@ import { checkEhloSyntax } from './checks/ehlo-syntax.js';
 import { checkGenericPtr } from './checks/generic-ptr.js';
 import { checkDkim } from './checks/dkim.js';
 import { IDENTITY_CHECK_IDS, severityOf } from './checks/registry.js';
-import { isFailing, withSeverity, type CheckResult, type CheckVerdict, type PreflightReport } from './checks/types.js';
+import { enforcedFailures, isFailing, withSeverity, type CheckResult, type CheckVerdict, type PreflightReport } from './checks/types.js';
 import { findEdge, type EdgeAddress } from './edge/source.js';
 import { resolveRoute, type Route } from './route/destination.js';
 import { usableRequestedName, type ResolvedEdgeOptions } from './options.js';
@@ -356,7 +356,7 @@ export class EdgeVerifier {
     const now = this.options.clock.now();
     const checks: CheckResult[] = verdicts.map((v) => withSeverity(v, severityOf(v.id, this.options.mode, this.options.checks)));
     const temporary = checks.some((c) => c.status === 'temperror' && holdsIdentity(c));
-    const ok = !checks.some((c) => c.severity === 'enforce' && isFailing(c));
+    const ok = enforcedFailures(checks).length === 0;
     const passed = !checks.some(holdsIdentity);
     const confirmed = !checks.some((c) => IDENTITY_CHECK_IDS.has(c.id) && isFailing(c));
     // A verdict lives as long as the shortest-lived answer behind it. A temporary one is not kept

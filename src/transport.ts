@@ -10,7 +10,7 @@ import { connect, type Socket } from 'node:net';
 import nodemailer from 'nodemailer';
 import type { SMTPSentMessageInfo, SendMailOptions, Transporter, PluginFunction } from 'nodemailer';
 import { EdgeRefusedError, MailedgeError, SendFailedError, type ErrorCode, type WarningCode } from './errors.js';
-import { firstFailure, worthWarning, type CheckResult, type PreflightReport } from './checks/types.js';
+import { enforcedFailures, firstFailure, worthWarning, type CheckResult, type PreflightReport } from './checks/types.js';
 import { EdgeVerifier, type Identity } from './identity.js';
 import type { Resolver } from './dns/resolver.js';
 import { EnvelopeChecks, envelopeOf, withEnvelopeChecks } from './envelope.js';
@@ -205,7 +205,7 @@ export class MailedgeTransport extends EventEmitter {
   /** Round-robin over the members that pass, or with poolSticky the same member per recipient domain. */
   private async sendPooled(mail: SendMailOptions): Promise<MailedgeSentMessageInfo> {
     const { usable, report } = await this.poolState();
-    if (usable.length === 0) throw new EdgeRefusedError(report, firstFailure(report.checks.filter((c) => c.severity === 'enforce')) ?? missingCheck(), { mail });
+    if (usable.length === 0) throw new EdgeRefusedError(report, firstFailure(enforcedFailures(report.checks)) ?? missingCheck(), { mail });
     let index: number;
     if (this.edgeOptions.poolSticky) {
       const recipient = envelopeOf(mail, this.defaults)?.to[0] ?? '';
@@ -388,7 +388,8 @@ export class MailedgeTransport extends EventEmitter {
   private decide(identity: Identity, mail: SendMailOptions | undefined, announce = true): Decision {
     const { report } = identity;
     // Whatever the mode, an enforced check that fails holds the send; edge.mode sets the FCrDNS side's severity.
-    const blocking = firstFailure(report.checks.filter((c) => c.severity === 'enforce'));
+    // An ok report has none by definition, so the common case costs no scan of the checks.
+    const blocking = report.ok ? undefined : firstFailure(enforcedFailures(report.checks));
     if (blocking) throw new EdgeRefusedError(report, blocking, { mail });
     if (report.name && identity.ehloName === report.name) {
       if (announce) this.warnOnce(identity);
