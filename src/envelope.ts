@@ -9,6 +9,8 @@
  * lookup per key. The window is the shortest one mailedge keeps any answer
  * for: long enough that a burst to one domain costs one lookup, short enough
  * that a domain fixing its DNS is seen within half a minute by default.
+ * Every cache here is bounded (src/cache.ts): a sender mailing ever new
+ * domains keeps the most recent ones and forgets the rest.
  */
 import { setMaxListeners } from 'node:events';
 import MailComposer from 'nodemailer/lib/mail-composer';
@@ -24,6 +26,7 @@ import { printable } from './checks/hostname.js';
 import { RECIPIENT_CHECK_IDS, SENDER_CHECK_IDS, type DeliverabilityCheckId } from './checks/registry.js';
 import { enforcedFailures, withSeverity, worthWarning, type CheckResult, type CheckVerdict, type PreflightReport, type Severity } from './checks/types.js';
 import type { ResolvedEdgeOptions } from './options.js';
+import { Cache, systemClock } from './cache.js';
 
 /** The envelope Nodemailer will send with: MAIL FROM (false for the null sender) and every RCPT TO. */
 export interface MessageEnvelope {
@@ -65,13 +68,29 @@ interface Task {
   run: (signal: AbortSignal) => Promise<CheckVerdict>;
 }
 
-interface Entry {
-  verdict: CheckVerdict;
-  expiresAt: number;
+/** One envelope's tasks, and its last screening when that was made wholly from cached verdicts. */
+interface Plan {
+  tasks: Task[];
+  screening?: { screening: Screening; expiresAt: number };
 }
 
-/** Entries kept at most; past this, expired ones are dropped, then the oldest. */
-const MAX_ENTRIES = 10_000;
+export interface EnvelopeCacheLimits {
+  /**
+   * Verdicts kept at most: about one per recipient domain (plus three for
+   * each sender), so the last ten thousand domains mailed, a few MB; an older
+   * domain costs one more lookup, most likely answered from the DNS cache.
+   */
+  verdicts: number;
+  /** Warnings remembered at most: forgetting one only lets it be raised again within minTtl. */
+  warned: number;
+  /**
+   * Envelopes (sender, recipients, edge) planned at most: applications send
+   * to the same few over and over, and a one-off envelope is cheap to plan again.
+   */
+  plans: number;
+}
+
+export const ENVELOPE_CACHE_LIMITS: Readonly<EnvelopeCacheLimits> = Object.freeze({ verdicts: 10_000, warned: 10_000, plans: 1_000 });
 
 const ADDRESS_KEYS = ['from', 'sender', 'replyTo', 'to', 'cc', 'bcc', 'envelope', 'headers'] as const;
 
@@ -103,16 +122,13 @@ export function envelopeOf(mail: SendMailOptions, defaults: SendMailOptions | un
   } catch {
     return undefined;
   }
-  if (key !== undefined) {
-    if (envelopeMemo.size >= ENVELOPE_MEMO_SIZE) envelopeMemo.delete(envelopeMemo.keys().next().value ?? '');
-    envelopeMemo.set(key, envelope);
-  }
+  // Composing depends on the fields alone, so a remembered envelope never expires; it is only evicted.
+  if (key !== undefined) envelopeMemo.set(key, envelope, Infinity);
   return envelope;
 }
 
-const ENVELOPE_MEMO_SIZE = 1_000;
-const TASK_MEMO_SIZE = 1_000;
-const envelopeMemo = new Map<string, MessageEnvelope>();
+/** Process-wide, shared by every transport; 1,000 envelopes of at most 4 KB of fields each. */
+const envelopeMemo = new Cache<string, MessageEnvelope>({ name: 'composed envelopes', max: 1_000, clock: systemClock });
 
 /** A key for plain address fields (strings, arrays, {name, address}); undefined for anything else. */
 function memoKey(fields: SendMailOptions): string | undefined {
@@ -138,23 +154,28 @@ export function withEnvelopeChecks(report: PreflightReport, checks: readonly Che
 }
 
 export class EnvelopeChecks {
-  private readonly cache = new Map<string, Entry>();
-  private readonly inflight = new Map<string, Promise<CheckVerdict>>();
-  /** (check id, domain, code) → until when it is not announced again. */
-  private readonly warned = new Map<string, number>();
+  /** Verdicts by check and domain, each for minTtl seconds; concurrent sends share one check per key. */
+  private readonly verdicts: Cache<string, CheckVerdict>;
+  /** (check id, domain, code) announced, held for minTtl seconds so it is not announced again. */
+  private readonly warned: Cache<string, true>;
   /** Aborted by dispose(): checks still running in the background stop asking DNS. */
   private readonly stop = new AbortController();
-  private readonly taskMemo = new Map<string, Task[]>();
-  /** Screenings made wholly from cached verdicts, by task list (weak: task lists leave the memo). */
-  private readonly screenings = new WeakMap<Task[], { screening: Screening; expiresAt: number }>();
+  /** Plans by envelope and edge: the same sender and recipients recur send after send. */
+  private readonly plans: Cache<string, Plan>;
   /** Whether any envelope check is on; when none is, a send need not even compose the envelope. */
   readonly active: boolean;
 
   constructor(
     private readonly options: ResolvedEdgeOptions,
     private readonly resolver: Resolver,
+    limits: Partial<EnvelopeCacheLimits> = {},
   ) {
     setMaxListeners(0, this.stop.signal);
+    const { clock } = options;
+    const max = { ...ENVELOPE_CACHE_LIMITS, ...limits };
+    this.verdicts = new Cache({ name: 'envelope verdicts', max: max.verdicts, clock });
+    this.warned = new Cache({ name: 'envelope warnings', max: max.warned, clock });
+    this.plans = new Cache({ name: 'envelope plans', max: max.plans, clock });
     this.active = [...SENDER_CHECK_IDS, ...RECIPIENT_CHECK_IDS].some((id) => options.checks[id] !== 'off');
   }
 
@@ -178,13 +199,13 @@ export class EnvelopeChecks {
    * for a null MX; any other recipient problem is left to the relay.
    */
   async screen(envelope: MessageEnvelope, edge: EdgeContext, options: ScreenOptions): Promise<Screening> {
-    const tasks = this.tasksFor(envelope, edge);
+    const plan = this.planFor(envelope, edge);
+    const { tasks } = plan;
     // The same envelope, every verdict still cached: the screening is the one made last time.
     const now = this.options.clock.now();
-    const known = this.screenings.get(tasks);
-    if (known && known.expiresAt > now) return known.screening;
-    const entries = tasks.map((task) => this.cache.get(task.key));
-    const allCached = entries.every((entry) => entry !== undefined && entry.expiresAt > now);
+    if (plan.screening && plan.screening.expiresAt > now) return plan.screening.screening;
+    const expiries = tasks.map((task) => this.verdicts.expiresAt(task.key));
+    const allCached = expiries.every((expiresAt) => expiresAt !== undefined);
     const awaited: Array<Promise<{ task: Task; result: CheckResult }>> = [];
     for (const task of tasks) {
       const severity = this.severity(task.id);
@@ -210,19 +231,18 @@ export class EnvelopeChecks {
       ),
     };
     // Kept only when nothing was asked of DNS: then it stays right until the first verdict behind it expires.
-    if (allCached) this.screenings.set(tasks, { screening, expiresAt: Math.min(...entries.map((e) => e?.expiresAt ?? now)) });
+    if (allCached) plan.screening = { screening, expiresAt: Math.min(...expiries.map((e) => e ?? now)) };
     return screening;
   }
 
-  /** The tasks of one envelope from one edge, remembered: the same sender and recipients recur send after send. */
-  private tasksFor(envelope: MessageEnvelope, edge: EdgeContext): Task[] {
+  /** The tasks of one envelope from one edge, remembered; a plan depends on its key alone, so it never expires. */
+  private planFor(envelope: MessageEnvelope, edge: EdgeContext): Plan {
     const key = `${envelope.from === false ? '' : envelope.from}\n${envelope.to.join('\n')}\n${edge.address ?? ''}\n${edge.ehloName ?? ''}`;
-    const known = this.taskMemo.get(key);
+    const known = this.plans.get(key);
     if (known) return known;
-    const tasks = [...this.senderTasks(envelope.from === false ? '' : envelope.from, edge), ...this.recipientTasks(envelope.to)];
-    if (this.taskMemo.size >= TASK_MEMO_SIZE) this.taskMemo.delete(this.taskMemo.keys().next().value ?? '');
-    this.taskMemo.set(key, tasks);
-    return tasks;
+    const plan: Plan = { tasks: [...this.senderTasks(envelope.from === false ? '' : envelope.from, edge), ...this.recipientTasks(envelope.to)] };
+    this.plans.set(key, plan, Infinity);
+    return plan;
   }
 
   /** Stops the background checks; the transport calls this from close(). */
@@ -280,36 +300,16 @@ export class EnvelopeChecks {
 
   /** A verdict still within its cache period, without any I/O. */
   private peek(key: string): CheckVerdict | undefined {
-    const entry = this.cache.get(key);
-    return entry && entry.expiresAt > this.options.clock.now() ? entry.verdict : undefined;
+    return this.verdicts.get(key);
   }
 
   /** Cached for minTtl seconds, single-flight per key. Never rejects. */
   private get(task: Task): Promise<CheckVerdict> {
-    const cached = this.peek(task.key);
-    if (cached) return Promise.resolve(cached);
-    const running = this.inflight.get(task.key);
-    if (running) return running;
-    const promise = this.run(task)
-      .then((verdict) => {
-        if (!this.stop.signal.aborted) this.remember(task.key, verdict);
-        return verdict;
-      })
-      .finally(() => this.inflight.delete(task.key));
-    this.inflight.set(task.key, promise);
-    return promise;
-  }
-
-  private remember(key: string, verdict: CheckVerdict): void {
-    const now = this.options.clock.now();
-    if (this.cache.size >= MAX_ENTRIES) {
-      for (const [k, entry] of this.cache) if (entry.expiresAt <= now) this.cache.delete(k);
-      const oldest = this.cache.keys().next();
-      if (this.cache.size >= MAX_ENTRIES && !oldest.done) this.cache.delete(oldest.value);
-    }
-    // Re-inserted, so the map's order stays oldest first.
-    this.cache.delete(key);
-    this.cache.set(key, { verdict, expiresAt: now + this.options.minTtl * 1000 });
+    return this.verdicts.getOrLoad(task.key, async () => {
+      const verdict = await this.run(task);
+      // A check cut short by dispose() says nothing about the domain: handed out, not kept.
+      return { value: verdict, expiresAt: this.stop.signal.aborted ? 0 : this.options.clock.now() + this.options.minTtl * 1000 };
+    });
   }
 
   /** One deadline per check (edge.dns.timeout), cut short by dispose(). */
@@ -347,12 +347,8 @@ export class EnvelopeChecks {
   private announce(result: CheckResult, warn: ScreenOptions['warn']): void {
     if (!worthWarning(result)) return;
     const key = `${result.id} ${result.domain ?? ''} ${result.code ?? ''}`;
-    const now = this.options.clock.now();
-    if ((this.warned.get(key) ?? 0) > now) return;
-    if (this.warned.size >= MAX_ENTRIES) {
-      for (const [k, until] of this.warned) if (until <= now) this.warned.delete(k);
-    }
-    this.warned.set(key, now + this.options.minTtl * 1000);
+    if (this.warned.get(key)) return;
+    this.warned.set(key, true, this.options.clock.now() + this.options.minTtl * 1000);
     warn(result);
   }
 }

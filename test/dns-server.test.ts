@@ -682,6 +682,76 @@ describe('startDnsServer on the wire', () => {
   });
 });
 
+// RFC 4592 section 2.2.1's example zone (SRV and delegation left out), and its answers.
+const WILDCARD_ZONE = `
+$ORIGIN example.
+$TTL 3600
+@                  SOA   ns.example.com. hostmaster.example.com. 1 3600 600 86400 300
+*                  TXT   "this is a wildcard"
+*                  MX    10 host1.example.
+sub.*              TXT   "this is not a wildcard"
+host1              A     192.0.2.1
+_ssh._tcp.host1    TXT   "service"
+alias              CNAME nothere.example.
+$ORIGIN bulk.test.
+@                  SOA   ns.bulk.test. hostmaster.bulk.test. 1 3600 600 86400 60
+*                  MX    10 mx.bulk.test.
+mx                 A     127.0.0.1
+`;
+
+describe('wildcards (RFC 4592)', () => {
+  it('synthesises records for a name that does not exist, owned by the name asked for', async () => {
+    const server = await start({ zone: WILDCARD_ZONE });
+    const mx = (await udpQuery(server, 'Host3.example', RecordType.MX)).message;
+    expect(mx.rcode).toBe(Rcode.NOERROR);
+    expect(mx.answers).toMatchObject([{ name: 'Host3.example', type: 'MX', preference: 10, exchange: 'host1.example', ttl: 3600 }]);
+    // A wildcard covers names any number of labels below its closest encloser.
+    const txt = (await udpQuery(server, 'foo.bar.example', RecordType.TXT)).message;
+    expect(txt.answers).toMatchObject([{ name: 'foo.bar.example', type: 'TXT' }]);
+    // Node's resolver sees an ordinary answer.
+    expect(await resolverFor(server).resolveMx('d12345.bulk.test')).toEqual([{ priority: 10, exchange: 'mx.bulk.test' }]);
+  });
+
+  it('answers NODATA with the SOA when the wildcard has no record of the type asked', async () => {
+    const server = await start({ zone: WILDCARD_ZONE });
+    const a = (await udpQuery(server, 'host3.example', RecordType.A)).message;
+    expect(a.rcode).toBe(Rcode.NOERROR);
+    expect(a.answers).toEqual([]);
+    expect(a.authorities).toMatchObject([{ name: 'example', type: 'SOA' }]);
+  });
+
+  it('does not apply to names that exist, empty non-terminals included', async () => {
+    const server = await start({ zone: WILDCARD_ZONE });
+    const host1 = (await udpQuery(server, 'host1.example', RecordType.MX)).message;
+    expect([host1.rcode, host1.answers]).toEqual([Rcode.NOERROR, []]);
+    // _tcp.host1.example exists only as an empty non-terminal: still no wildcard there.
+    const tcp = (await udpQuery(server, '_tcp.host1.example', RecordType.MX)).message;
+    expect([tcp.rcode, tcp.answers]).toEqual([Rcode.NOERROR, []]);
+    const wildcardItself = (await udpQuery(server, 'sub.*.example', RecordType.MX)).message;
+    expect([wildcardItself.rcode, wildcardItself.answers]).toEqual([Rcode.NOERROR, []]);
+  });
+
+  it('is blocked below a closest encloser that has no wildcard of its own', async () => {
+    const server = await start({ zone: WILDCARD_ZONE });
+    // Closest encloser _tcp.host1.example: no *._tcp.host1.example, so NXDOMAIN, not *.example.
+    const telnet = (await udpQuery(server, '_telnet._tcp.host1.example', RecordType.TXT)).message;
+    expect(telnet.rcode).toBe(Rcode.NXDOMAIN);
+    expect(telnet.answers).toEqual([]);
+    // Closest encloser *.example itself: *.*.example does not exist.
+    const ghost = (await udpQuery(server, 'ghost.*.example', RecordType.MX)).message;
+    expect(ghost.rcode).toBe(Rcode.NXDOMAIN);
+  });
+
+  it('answers the target of a CNAME from a wildcard', async () => {
+    const server = await start({ zone: WILDCARD_ZONE });
+    const chain = (await udpQuery(server, 'alias.example', RecordType.MX)).message;
+    expect(chain.answers.map((r) => [r.name, r.type])).toEqual([
+      ['alias.example', 'CNAME'],
+      ['nothere.example', 'MX'],
+    ]);
+  });
+});
+
 describe('robustness', () => {
   it('survives garbage and mutated queries over UDP and TCP', async () => {
     const server = await start();

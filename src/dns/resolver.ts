@@ -3,7 +3,9 @@
  * destination host) goes through here, so one `edge.dns` setting governs them
  * all. Results are cached for their DNS TTL within bounds, negative answers by
  * the SOA rule of RFC 2308, and concurrent identical lookups share one query.
+ * The cache is bounded (maxEntries); the least recently used answer goes first.
  */
+import { Cache, type Clock } from '../cache.js';
 import { DnsClient, type TempReason } from './client.js';
 import { labelsToName, nameKey, nameToLabels, RecordType, Rcode, reverseName, WireFormatError, type DnsMessage, type ResourceRecord } from './wire.js';
 import type { DnsServerAddress } from './servers.js';
@@ -20,11 +22,7 @@ export function isTemporary(lookup: Lookup): lookup is Extract<Lookup, { kind: '
   return lookup.kind === 'tempfail';
 }
 
-export interface Clock {
-  now(): number;
-}
-
-export const systemClock: Clock = { now: () => Date.now() };
+export { systemClock, type Clock } from '../cache.js';
 
 export interface TtlBounds {
   /** Seconds. Positive answers are kept at least this long. */
@@ -43,7 +41,18 @@ export interface ResolverOptions extends TtlBounds {
   clock: Clock;
   /** CNAME hops followed before the chain is called too long. */
   maxCnameHops?: number;
+  /** Answers cached at most. Default DEFAULT_DNS_CACHE_ENTRIES. */
+  maxEntries?: number;
 }
+
+/**
+ * Answers cached at most by default. A direct send costs about one answer per
+ * recipient domain (its MX), so this covers the last ten thousand domains
+ * mailed, at roughly a kilobyte each (about 10 MB at most); a domain older
+ * than that is simply asked again. The edge's own PTR and A answers are read
+ * on every send, so they stay the most recently used and are not evicted.
+ */
+export const DEFAULT_DNS_CACHE_ENTRIES = 10_000;
 
 
 const TYPE_CODES: Record<LookupType, number> = {
@@ -56,15 +65,24 @@ const TYPE_CODES: Record<LookupType, number> = {
 
 export class Resolver {
   readonly client: DnsClient;
-  private readonly cache = new Map<string, Lookup>();
-  /** When each answer handed out stops being valid: a cached answer keeps its first expiry, not a fresh TTL. */
+  private readonly cache: Cache<string, Lookup>;
+  /**
+   * When each answer handed out stops being valid: a cached answer keeps its
+   * first expiry, not a fresh TTL. Weak, so it holds nothing the answers'
+   * holders do not: it is bounded by the cache and by the callers.
+   */
   private readonly expiry = new WeakMap<Lookup, number>();
-  private readonly inflight = new Map<string, Promise<Lookup>>();
   private readonly maxCnameHops: number;
 
   constructor(private readonly options: ResolverOptions) {
     this.client = new DnsClient({ servers: options.servers, attemptTimeout: options.attemptTimeout });
     this.maxCnameHops = options.maxCnameHops ?? 8;
+    this.cache = new Cache({ name: 'dns answers', max: options.maxEntries ?? DEFAULT_DNS_CACHE_ENTRIES, clock: options.clock });
+  }
+
+  /** Answers held now (for load figures); at most `maxEntries`. */
+  get cachedAnswers(): number {
+    return this.cache.size;
   }
 
   ptr(address: string, signal: AbortSignal): Promise<Lookup> {
@@ -81,21 +99,12 @@ export class Resolver {
       if (!(err instanceof WireFormatError)) throw err;
       return Promise.resolve(this.remember({ kind: 'nxdomain', name: rawName, type, cnames: [], ttl: 0, server: 'not asked', note: err.message }));
     }
-    const key = `${type} ${nameKey(name)}`;
-    const now = this.options.clock.now();
-    const cached = this.cache.get(key);
-    if (cached && this.expiresAt(cached) > now) return Promise.resolve(cached);
-    const running = this.inflight.get(key);
-    if (running) return running;
-    const promise = this.resolveChain(name, type, signal)
-      .then((lookup) => {
-        if (lookup.kind === 'tempfail') this.cache.delete(key);
-        else this.cache.set(key, this.remember(lookup));
-        return lookup;
-      })
-      .finally(() => this.inflight.delete(key));
-    this.inflight.set(key, promise);
-    return promise;
+    // Concurrent lookups of one key share the first caller's query (and its signal).
+    return this.cache.getOrLoad(`${type} ${nameKey(name)}`, async () => {
+      const lookup = await this.resolveChain(name, type, signal);
+      // A temporary failure is not kept: the next lookup asks again.
+      return lookup.kind === 'tempfail' ? { value: lookup, expiresAt: 0 } : { value: this.remember(lookup), expiresAt: this.expiresAt(lookup) };
+    });
   }
 
   /** Forget every cached answer (the next lookups go to the wire). */

@@ -2,7 +2,9 @@
  * A real authoritative DNS server on loopback, for tests and the demo. It speaks
  * the wire protocol over UDP and TCP on one port, so whatever resolver is under
  * test (ours, or Node's c-ares) goes through its real code paths: TC=1 and the
- * TCP retry, timeouts, SERVFAIL, NXDOMAIN versus NODATA.
+ * TCP retry, timeouts, SERVFAIL, NXDOMAIN versus NODATA. Wildcard owners
+ * (`*.bulk.test. MX 10 mx.bulk.test.`) answer for names that do not exist, as
+ * RFC 4592 says, so a test can reach thousands of domains with one record.
  */
 import { createSocket, type RemoteInfo, type Socket as UdpSocket } from 'node:dgram';
 import { createServer, isIPv4, isIPv6, type Server as TcpServer, type Socket as TcpSocket } from 'node:net';
@@ -94,6 +96,7 @@ const TCP_IDLE_MS = 30_000;
 const HEADER_OCTETS = 12;
 const CLASS_IN = 1;
 const CLASS_ANY = 255;
+const WILDCARD_LABEL = Buffer.from('*');
 
 type Transport = 'udp' | 'tcp';
 
@@ -141,6 +144,24 @@ class ZoneData {
     return this.existing.has(key);
   }
 
+  /**
+   * RFC 4592 section 3.3.1: for a name that does not exist, the records of
+   * the wildcard `*` directly under its closest encloser (the nearest existing
+   * ancestor). A nearer existing name, even an empty non-terminal, blocks
+   * wildcards further up. An empty list when the wildcard exists with no
+   * records of its own; undefined when none covers the name.
+   */
+  wildcardFor(name: string): readonly ResourceRecord[] | undefined {
+    const labels = nameToLabels(name);
+    for (let i = 1; i <= labels.length; i++) {
+      const encloser = labels.slice(i);
+      if (!this.existing.has(nameKey(labelsToName(encloser)))) continue;
+      const source = nameKey(labelsToName([WILDCARD_LABEL, ...encloser]));
+      return this.existing.has(source) ? this.at(source) : undefined;
+    }
+    return undefined;
+  }
+
   /** SOA of the closest enclosing zone, with the negative-caching TTL of RFC 2308 section 3. */
   soaFor(name: string): ResourceRecord | undefined {
     for (const key of [keyOf(name), ...ancestorKeys(name)]) {
@@ -170,7 +191,9 @@ function resolve(zone: ZoneData, qname: string, qtype: number): Answer {
   for (let step = 0; ; step++) {
     const key = keyOf(name);
     seen.add(key);
-    const records = zone.at(key);
+    // Synthesised records carry the name asked for as their owner (RFC 4592 section 3.3.1).
+    const wildcard = zone.exists(key) ? undefined : zone.wildcardFor(name);
+    const records = wildcard ? wildcard.map((r) => ({ ...r, name })) : zone.at(key);
     const direct = records.filter((r) => matches(r, qtype));
     if (direct.length > 0) return { rcode: Rcode.NOERROR, answers: [...answers, ...direct], authorities: [] };
     const cname = qtype === RecordType.CNAME ? undefined : records.find((r) => r.type === 'CNAME');
@@ -188,7 +211,7 @@ function resolve(zone: ZoneData, qname: string, qtype: number): Answer {
     // A chain leaving our zones ends here, as at a real authoritative server; the
     // resolver would chase the target elsewhere.
     if (answers.length > 0 && !soa) return { rcode: Rcode.NOERROR, answers, authorities: [] };
-    const rcode = zone.exists(key) ? Rcode.NOERROR : Rcode.NXDOMAIN;
+    const rcode = zone.exists(key) || wildcard ? Rcode.NOERROR : Rcode.NXDOMAIN;
     return { rcode, answers, authorities: soa ? [soa] : [] };
   }
 }
