@@ -6,7 +6,7 @@
 import { cpus } from 'node:os';
 import nodemailer from 'nodemailer';
 import type { SMTPSentMessageInfo, Transporter } from 'nodemailer';
-import { createTransport } from '../src/transport.js';
+import { createTransport } from '../src/create-transport.js';
 import { preflight } from '../src/preflight.js';
 import { BENCH_HOSTS, BENCH_ZONE, flag, median, percentile, runConcurrently, startWorldProcess, type WorldProcess } from './harness.js';
 

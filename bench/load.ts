@@ -1,21 +1,23 @@
 /**
- * `npm run load`: nothing lost under load, bounded memory, no re-verification
- * stampede, no message under a name that was not confirmed at the time, and
+ * `npm run load`: nothing lost under load, bounded memory (also across
+ * 30,000 recipient domains, bench/bulk.ts), no re-verification stampede, no message under a name that was not confirmed at the time, and
  * serve-stale then refusal when DNS goes away. Prints what it measured and
  * exits non-zero when an invariant breaks.
  */
 import { cpus } from 'node:os';
-import { createTransport, type MailedgeTransport } from '../src/transport.js';
+import { createTransport, type MailedgeTransporter as MailedgeTransport } from '../src/create-transport.js';
 import type { MailedgeOptions } from '../src/options.js';
 import { MailedgeError } from '../src/errors.js';
 import { flag, runConcurrently, runUntil, startWorldProcess, type WorldProcess } from './harness.js';
+import { bulk } from './bulk.js';
 
 const args = process.argv.slice(2);
 const MESSAGES = Number(flag(args, 'messages') ?? 20_000);
 const CONCURRENCY = Number(flag(args, 'concurrency') ?? 200);
 const SOAK_SECONDS = Number(flag(args, 'soak') ?? 30);
 const JSON_OUTPUT = args.includes('--json');
-const PHASES = (flag(args, 'phases') ?? 'volume,soak,outage').split(',');
+const BULK_DOMAINS = Number(flag(args, 'domains') ?? 30_000);
+const PHASES = (flag(args, 'phases') ?? 'volume,bulk,soak,outage').split(',');
 
 const zone = (ttl: number, name: string): string => `
 $TTL ${ttl}
@@ -256,6 +258,7 @@ async function main(): Promise<void> {
     log(`mailedge load: ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, Node ${process.version}`);
     const results = {
       volume: PHASES.includes('volume') ? await volume(world) : null,
+      bulk: PHASES.includes('bulk') ? await bulk(world, { domains: BULK_DOMAINS, concurrency: CONCURRENCY, log, expectThat }) : null,
       soak: PHASES.includes('soak') ? await soak(world) : null,
       outage: PHASES.includes('outage') ? await outage(world) : null,
     };

@@ -14,7 +14,7 @@ import { checkDkim } from './checks/dkim.js';
 import { IDENTITY_CHECK_IDS, severityOf } from './checks/registry.js';
 import { enforcedFailures, isFailing, withSeverity, type CheckResult, type CheckVerdict, type PreflightReport } from './checks/types.js';
 import { findEdge, type EdgeAddress } from './edge/source.js';
-import { resolveRoute, type Route } from './route/destination.js';
+import { resolveRoute, type ResolvedDestination } from './routes/destination.js';
 import { usableRequestedName, type ResolvedEdgeOptions } from './options.js';
 
 export interface Identity {
@@ -291,7 +291,7 @@ export class EdgeVerifier {
     ]);
   }
 
-  private destinationCheck(route: Route): CheckVerdict {
+  private destinationCheck(route: ResolvedDestination): CheckVerdict {
     const host = route.host;
     const evidence = route.lookups.map((l) => digLine(l));
     if (route.kind === 'unresolved') {

@@ -79,13 +79,18 @@ export interface PoolMemberOptions {
 
 export type EdgeFamily = 'auto' | 4 | 6;
 
-type NodemailerSmtpOptions = Omit<SMTPTransportOptions, 'getSocket'> & Pick<SMTPPoolOptions, 'maxConnections' | 'maxMessages'>;
+type NodemailerSmtpOptions = Omit<SMTPTransportOptions, 'getSocket' | 'pool'> & Pick<SMTPPoolOptions, 'maxConnections' | 'maxMessages'>;
 
 export interface MailedgeOptions extends NodemailerSmtpOptions {
+  /** Pooled connections, as in Nodemailer: any truthy value (true, 1, 'true' from an environment variable). */
+  pool?: boolean | number | string;
   edge?: EdgeOptions;
   /** Deliver to each recipient domain's MX hosts instead of a relay `host`. */
   direct?: boolean;
 }
+
+/** The Nodemailer SMTP options a route hands to Nodemailer's own transport. */
+export type SmtpOptions = Omit<MailedgeOptions, 'edge' | 'direct'>;
 
 export interface ResolvedEdgeOptions {
   publicAddress: string | undefined;
@@ -118,13 +123,13 @@ export interface ResolvedEdgeOptions {
   dkim: DkimKeyOptions[];
 }
 
-export const DEFAULTS = {
+export const DEFAULTS = Object.freeze({
   mode: 'enforce' as EdgeMode,
   timeout: 5_000,
   maxPtrNames: 10,
   staleFor: 3_600,
   ...DEFAULT_TTL_BOUNDS,
-};
+});
 
 function isClock(value: unknown): value is Clock {
   return (typeof value === 'object' || typeof value === 'function') && value !== null && typeof (value as { now?: unknown }).now === 'function';
@@ -295,7 +300,7 @@ export function resolveEdgeOptions(options: MailedgeOptions): ResolvedEdgeOption
   if (direct) {
     // Each recipient domain names its own destination: a relay, a port or implicit TLS would contradict it.
     for (const key of ['host', 'port', 'secure', 'pool'] as const) {
-      if (options[key] !== undefined && options[key] !== false) {
+      if (key === 'pool' ? Boolean(options.pool) : options[key] !== undefined && options[key] !== false) {
         throw new InvalidOptionError(key, `not with direct: true, which connects to each recipient domain's MX hosts on port 25 (STARTTLS when offered)`);
       }
     }
@@ -322,16 +327,7 @@ export function resolveEdgeOptions(options: MailedgeOptions): ResolvedEdgeOption
   if (options.name !== undefined) {
     if (typeof options.name !== 'string') throw new InvalidOptionError('name', 'expected a string');
   }
-  for (const forbidden of ['getSocket', 'url', 'service', 'proxy'] as const) {
-    if ((options as Record<string, unknown>)[forbidden] !== undefined) {
-      throw new InvalidOptionError(
-        forbidden,
-        forbidden === 'getSocket' || forbidden === 'proxy'
-          ? 'mailedge opens the connection itself, so it can bind and check the edge address; a custom socket or proxy would change the address receivers see'
-          : 'not supported: give host, port and secure explicitly so the route can be checked',
-      );
-    }
-  }
+  refuseBypasses(options);
 
   const checks = checkSettings(edge.checks);
   const genericPtrAllow = allowList(edge.genericPtrAllow);
@@ -362,6 +358,32 @@ export function resolveEdgeOptions(options: MailedgeOptions): ResolvedEdgeOption
     genericPtrAllow,
     dkim: dkimKeys((options as { dkim?: unknown }).dkim),
   };
+}
+
+/**
+ * Options that would make Nodemailer use another transport, or another socket,
+ * than the one mailedge checked: each is refused, naming it, rather than
+ * letting mail leave past the check.
+ */
+const BYPASSES: Readonly<Record<string, string>> = {
+  getSocket: 'mailedge opens the connection itself, so it can bind and check the edge address; a custom socket would change the address receivers see',
+  proxy: 'a proxy changes the address receivers see, so the checked edge address would not be the one on the wire',
+  sendmail: 'the sendmail transport hands mail to the local MTA, past every check mailedge makes; use host: "localhost" to relay through it over SMTP',
+  SES: 'the SES transport sends through the AWS API, past every check mailedge makes; use the SES SMTP endpoint as host',
+  streamTransport: 'the stream transport sends nothing; use nodemailer.createTransport for it',
+  jsonTransport: 'the JSON transport sends nothing; use nodemailer.createTransport for it',
+  transport: 'another transport object would send past every check mailedge makes',
+  send: 'a custom transport object would send past every check mailedge makes; mailedge is itself the transport',
+  url: 'give url to createTransport, which turns it into host, port, secure and auth',
+  service: 'give service to createTransport, which turns it into host, port and secure',
+};
+
+function refuseBypasses(options: MailedgeOptions): void {
+  const record = options as Record<string, unknown>;
+  for (const [key, reason] of Object.entries(BYPASSES)) {
+    const value = record[key];
+    if (value !== undefined && value !== false && value !== null) throw new InvalidOptionError(key, `not supported: ${reason}`);
+  }
 }
 
 function poolMembers(value: unknown, single: string | undefined): ResolvedEdgeOptions['pool'] {

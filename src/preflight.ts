@@ -6,7 +6,7 @@ import type { PreflightReport } from './checks/types.js';
 import { EdgeVerifier } from './identity.js';
 import { addressesOf, EnvelopeChecks, withEnvelopeChecks } from './envelope.js';
 import { resolveEdgeOptions, type MailedgeOptions } from './options.js';
-import { memberOptions, poolReport } from './pool.js';
+import { memberOptions, poolReport } from './routes/ip-pool.js';
 
 export interface PreflightCallOptions {
   /** Throw PreflightFailedError (carrying the report) when an enforced check fails. Default false. */

@@ -15,9 +15,9 @@ import { startReceiversOnOnePort } from './support/world.js';
 import { WORLD_ZONE_FILE } from '../src/testing/fixtures.js';
 import { loadZoneFiles, parseZone } from '../src/testing/zone.js';
 import type { ResourceRecord } from '../src/dns/wire.js';
-import { createTransport, type MailedgeTransport } from '../src/transport.js';
-import { EdgeRefusedError, InvalidOptionError, SendFailedError } from '../src/errors.js';
-import type { DirectSentMessageInfo } from '../src/direct.js';
+import { createTransport, type MailedgeTransporter as MailedgeTransport } from '../src/create-transport.js';
+import { EdgeRefusedError, InvalidOptionError, MailedgeError } from '../src/errors.js';
+import type { DirectSentMessageInfo } from '../src/routes/direct.js';
 import type { MailedgeOptions } from '../src/options.js';
 import { runCli } from '../src/cli/main.js';
 import type { CliIo } from '../src/cli/io.js';
@@ -132,8 +132,8 @@ describe('MX hosts in preference order', () => {
 
   it('ends the domain at an MX that greets with 5xx', async () => {
     const err = await failure(direct().sendMail({ from: FROM, to: 'a@hard.test', text: 'x' }));
-    expect(err).toBeInstanceOf(SendFailedError);
-    expect(err).toMatchObject({ code: 'SEND_FAILED', permanent: true, responseCode: 554 });
+    expect(err).not.toBeInstanceOf(MailedgeError);
+    expect(err).toMatchObject({ code: 'EPROTOCOL', permanent: true, responseCode: 554, command: 'CONN' });
     expect(err.domains?.[0]).toMatchObject({ domain: 'hard.test', status: 'failed', mx: 'mx4.direct.test' });
     expect(mx2.connections).toBe(0);
   });
@@ -187,13 +187,13 @@ describe('replies inside the transaction', () => {
     const info = (await direct().sendMail(mail)) as DirectSentMessageInfo;
     expect(info.accepted).toEqual(['a@direct.test']);
     expect(info.rejected).toEqual(['b@rcpt.test']);
-    expect(info.rejectedErrors?.[0]).toMatchObject({ code: 'SEND_FAILED', permanent: true, responseCode: 550, mail });
+    expect(info.rejectedErrors?.[0]).toMatchObject({ code: 'EENVELOPE', permanent: true, responseCode: 550, mail });
     expect(info.domains[1]).toMatchObject({ domain: 'rcpt.test', status: 'failed', mx: 'mx5.direct.test' });
   });
 
   it('does not try the next MX after a 4xx inside the transaction, and rejects as temporary when nothing went out', async () => {
     const err = await failure(direct().sendMail({ from: FROM, to: 'c@defer.test', text: 'x' }));
-    expect(err).toMatchObject({ code: 'SEND_FAILED', permanent: false });
+    expect(err).toMatchObject({ code: 'EENVELOPE', permanent: false, responseCode: 450 });
     expect(err.domains?.[0]).toMatchObject({ domain: 'defer.test', status: 'failed', attempts: [] });
   });
 });
@@ -213,7 +213,7 @@ describe('one verdict cache for every MX host', () => {
 describe('no duplicate delivery', () => {
   it('does not try the next MX after a connection dropped inside the transaction', async () => {
     const err = await failure(direct().sendMail({ from: FROM, to: 'd@drop.test', text: 'x' }));
-    expect(err).toMatchObject({ code: 'SEND_FAILED', permanent: false, beforeGreeting: false });
+    expect(err).toMatchObject({ code: 'ECONNECTION', permanent: false });
     expect(err.domains?.[0]).toMatchObject({ domain: 'drop.test', status: 'failed', attempts: [] });
     expect(dropper.connections).toBe(1);
     expect(mx2.connections).toBe(0);

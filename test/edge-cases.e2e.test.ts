@@ -7,7 +7,7 @@ import { startDnsServer, type FixtureDnsServer } from '../src/testing/dns-server
 import { startReceiver, type Receiver } from '../src/testing/receiver.js';
 import { WORLD_ZONE_FILE } from '../src/testing/fixtures.js';
 import { loadZoneFiles } from '../src/testing/zone.js';
-import { createTransport, type MailedgeTransport } from '../src/transport.js';
+import { createTransport, type MailedgeTransporter as MailedgeTransport } from '../src/create-transport.js';
 import { InvalidOptionError } from '../src/errors.js';
 import { preflight } from '../src/preflight.js';
 import type { MailedgeOptions } from '../src/options.js';

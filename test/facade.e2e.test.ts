@@ -1,8 +1,10 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { useWorld, MESSAGE } from './support/world.js';
-import { EdgeRefusedError, InvalidOptionError, MailedgeError, SendFailedError } from '../src/errors.js';
+import { EdgeRefusedError, InvalidOptionError, MailedgeError } from '../src/errors.js';
+import type { SmtpSendError } from '../src/send-error.js';
 import { preflight } from '../src/preflight.js';
-import { createTransport, type MailedgeWarning } from '../src/transport.js';
+import { createTransport } from '../src/create-transport.js';
+import { type MailedgeWarning } from '../src/routes/route.js';
 import { startReceiver, waitFor, type Receiver } from '../src/testing/receiver.js';
 
 const world = useWorld();
@@ -248,8 +250,9 @@ describe('NAT and warn mode', () => {
   it('in warn mode a strict receiver rejects, and the error carries the message and the SMTP reply', async () => {
     const message = { ...MESSAGE };
     const err = await viaStrict('127.0.0.3', { edge: { mode: 'warn' } }).sendMail(message).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(SendFailedError);
-    const failure = err as SendFailedError;
+    expect(err).not.toBeInstanceOf(MailedgeError);
+    const failure = err as SmtpSendError;
+    expect(failure.code).toBe('EENVELOPE');
     expect(failure.responseCode).toBe(550);
     expect(failure.permanent).toBe(true);
     expect(failure.response).toContain('5.7.25');
@@ -258,10 +261,11 @@ describe('NAT and warn mode', () => {
 });
 
 describe('no Sender Address Verification', () => {
-  let mx: Receiver;
-  beforeAll(async () => {
-    // The MX of the sender's domain (sender.test → mx.sender.test → 127.0.0.200), on the real SMTP port.
-    mx = await world.receiver({ host: '127.0.0.200', port: 25 });
+  let mx: ReturnType<typeof world.watchConnections>;
+  beforeAll(() => {
+    // The MX of the sender's domain (sender.test → mx.sender.test → 127.0.0.200): every connection
+    // attempt to it, on port 25 or any other, is counted without binding port 25 (root only).
+    mx = world.watchConnections('127.0.0.200');
   });
 
   it('never contacts the sender domain\'s MX, whatever the outcome: its checks are DNS lookups', async () => {

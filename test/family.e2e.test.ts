@@ -11,7 +11,8 @@ import type { Receiver } from '../src/testing/receiver.js';
 import { startReceiversOnOnePort } from './support/world.js';
 import { WORLD_ZONE_FILE } from '../src/testing/fixtures.js';
 import { loadZoneFiles } from '../src/testing/zone.js';
-import { createTransport, type MailedgeTransport, type MailedgeWarning } from '../src/transport.js';
+import { createTransport, type MailedgeTransporter as MailedgeTransport } from '../src/create-transport.js';
+import { type MailedgeWarning } from '../src/routes/route.js';
 import { EdgeRefusedError, InvalidOptionError } from '../src/errors.js';
 import { preflight } from '../src/preflight.js';
 import type { MailedgeOptions } from '../src/options.js';
@@ -134,7 +135,7 @@ describe("edge.family 'auto'", () => {
 
   it('in warn mode, goes out unverified over IPv4 when neither family passes (and the strict receiver says no)', async () => {
     without(V4_PTR, V6_PTR);
-    await expect(transport({ edge: { mode: 'warn' } }).sendMail({ ...MESSAGE })).rejects.toMatchObject({ code: 'SEND_FAILED', responseCode: 550 });
+    await expect(transport({ edge: { mode: 'warn' } }).sendMail({ ...MESSAGE })).rejects.toMatchObject({ code: 'EENVELOPE', responseCode: 550 });
     expect(v4.sessions.at(-1)).toMatchObject({ clientAddress: '127.0.0.1', ehlo: '[127.0.0.1]' });
     expect(v6.connections).toBe(0);
   });
@@ -155,7 +156,7 @@ describe('serving stale per family', () => {
     clock.t += 31_000;
     expect(await t.preflight()).toMatchObject({ address: '::1', name: 'v6.good.test', stale: true });
     // The strict receiver shares the failing DNS and answers 451, but mailedge went over IPv6 with the stale name.
-    await expect(t.sendMail({ ...MESSAGE })).rejects.toMatchObject({ code: 'SEND_FAILED', responseCode: 451 });
+    await expect(t.sendMail({ ...MESSAGE })).rejects.toMatchObject({ code: 'EENVELOPE', responseCode: 451 });
     expect(v6.sessions.at(-1)).toMatchObject({ clientAddress: '::1', ehlo: 'v6.good.test' });
     expect(v4.sessions).toHaveLength(0);
   });

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDnsServer, type FixtureDnsServer } from '../src/testing/dns-server.js';
 import { Resolver, DEFAULT_TTL_BOUNDS, systemClock } from '../src/dns/resolver.js';
 import { parseServer } from '../src/dns/servers.js';
-import { resolveMx, shuffleEqualPreferences } from '../src/route/mx.js';
+import { resolveMx, shuffleEqualPreferences } from '../src/routes/mx.js';
 
 const ZONE = `
 $TTL 300

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDnsServer, type FixtureDnsServer } from '../src/testing/dns-server.js';
 import { startReceiver, type Receiver } from '../src/testing/receiver.js';
 import { WORLD_ZONE_FILE } from '../src/testing/fixtures.js';
-import { createTransport, type MailedgeTransport } from '../src/transport.js';
+import { createTransport, type MailedgeTransporter as MailedgeTransport } from '../src/create-transport.js';
 import type { MailedgeOptions } from '../src/options.js';
 import { preflight } from '../src/preflight.js';
 

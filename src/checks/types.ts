@@ -1,4 +1,5 @@
-import type { ErrorCode, WarningCode } from '../errors.js';
+import type { ErrorCode, WarningCode } from '../codes.js';
+import { escapeText } from '../text/escape.js';
 
 /**
  * pass: confirmed. warn: works, but something deserves attention.
@@ -106,8 +107,14 @@ export interface PoolMemberReport extends Omit<PreflightReport, 'members'> {
 
 /** The result with its severity, in the key order the JSON report shows. */
 export function withSeverity(verdict: CheckVerdict, severity: Severity, domain?: string): CheckResult {
-  const { id, status, expected, actual, code, hint, evidence } = verdict;
-  return { id, status, severity, ...(domain === undefined ? {} : { domain }), expected, actual, code, hint, evidence };
+  const { id, status, code } = verdict;
+  // Every check result passes here on its way to reports, warnings, errors and logs: the one place
+  // where text a DNS server chose (TXT data, names) is made safe to print, whichever check quoted it.
+  const expected = escapeText(verdict.expected);
+  const actual = escapeText(verdict.actual);
+  const hint = verdict.hint === null ? null : escapeText(verdict.hint);
+  const evidence = verdict.evidence.map(escapeText);
+  return { id, status, severity, ...(domain === undefined ? {} : { domain: escapeText(domain) }), expected, actual, code, hint, evidence };
 }
 
 export function isFailing(check: CheckVerdict): boolean {

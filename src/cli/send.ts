@@ -1,8 +1,10 @@
-import { createTransport, type MailedgeWarning } from '../transport.js';
-import type { DomainDelivery } from '../direct.js';
+import { createTransport } from '../create-transport.js';
+import type { MailedgeWarning } from '../routes/route.js';
+import type { DomainDelivery } from '../routes/direct.js';
 import { MailedgeError } from '../errors.js';
+import { isSmtpSendError } from '../send-error.js';
 import { printable } from '../checks/hostname.js';
-import { EDGE_FLAGS, parseFlags } from './args.js';
+import { EDGE_FLAGS, parseFlags, requireAddress } from './args.js';
 import { EXIT, UsageError, type CliIo } from './io.js';
 import { environment, transportOptions } from './settings.js';
 
@@ -62,6 +64,23 @@ function domainLine(d: DomainDelivery): string {
   return `  ${d.domain}: ${d.status} via ${d.mx ?? '?'}${some}: ${d.response ?? ''}${tried}`;
 }
 
+/** A mailedge refusal says whether it is permanent; a receiver's RCPT reply says it with its code (5xx). */
+function isPermanent(err: { permanent?: unknown; responseCode?: unknown }): boolean {
+  if (typeof err.permanent === 'boolean') return err.permanent;
+  return typeof err.responseCode === 'number' ? err.responseCode >= 500 : true;
+}
+
+/**
+ * Through a relay the message went out, but not to everyone: as with --direct
+ * and check, a recipient refused for good (before connecting, e.g. a null MX,
+ * or by the relay) is exit 1, and only temporary refusals are exit 2.
+ */
+function relayExitCode(rejected: readonly string[], errors: ReadonlyArray<{ permanent?: unknown; responseCode?: unknown }>): number {
+  if (rejected.length === 0 && errors.length === 0) return EXIT.ok;
+  if (errors.length === 0 || errors.some(isPermanent)) return EXIT.misconfigured;
+  return EXIT.temporary;
+}
+
 /** 0: every recipient got it; 1: some recipient failed for good; 2: only temporary failures. */
 function directExitCode(domains: readonly DomainDelivery[]): number {
   const failed = domains.filter((d) => d.rejected.length > 0);
@@ -94,7 +113,8 @@ export async function sendCommand(args: string[], io: CliIo): Promise<number> {
       options.edge = { ...options.edge, mxPort };
     }
   } else if (!options.host) throw new UsageError('--host: required (or set SMTP_HOST), or --direct');
-  if (!flags.from) throw new UsageError('--from: required');
+  if (flags.from === undefined) throw new UsageError('--from: required');
+  requireAddress('--from', flags.from);
   if (!flags.to || flags.to.length === 0) throw new UsageError('--to: required');
   const transport = createTransport({ ...options, ...(flags['ignore-tls'] ? { ignoreTLS: true } : {}) });
   // Warnings (warn-mode sends, a replaced name, a stale identity) go to stderr, so --json stays parseable.
@@ -118,24 +138,30 @@ export async function sendCommand(args: string[], io: CliIo): Promise<number> {
       }
       return code;
     }
+    const rejectedErrors = info.rejectedErrors ?? [];
+    const code = relayExitCode(info.rejected ?? [], rejectedErrors);
     if (flags.json) {
       const { name, address, verified, stale } = info.edge;
-      io.stdout.write(`${JSON.stringify({ ok: true, name, address, verified, stale, messageId: info.messageId, response: info.response, rejected: info.rejected })}\n`);
+      const refusals = rejectedErrors.map((e) => ({ recipient: e.recipient ?? null, code: e.code ?? null, permanent: isPermanent(e), message: e.message }));
+      io.stdout.write(`${JSON.stringify({ ok: code === EXIT.ok, name, address, verified, stale, messageId: info.messageId, response: info.response, rejected: info.rejected, rejectedErrors: refusals })}\n`);
     } else {
       const caveat = info.edge.verified ? (info.edge.stale ? ' (identity served stale)' : '') : ' (UNVERIFIED: warn mode)';
-      io.stdout.write(`sent from ${info.edge.address} as ${info.edge.name}${caveat}: ${info.response}\n`);
-      for (const err of info.rejectedErrors ?? []) io.stdout.write(`  not sent to ${printable(err.recipient ?? '?')}: ${printable(err.message)}\n`);
+      io.stdout.write(`sent from ${info.edge.address} as ${info.edge.name}${caveat}: ${printable(info.response)}\n`);
+      for (const err of rejectedErrors) io.stdout.write(`  not sent to ${printable(err.recipient ?? '?')}: ${printable(err.message)}\n`);
     }
-    return EXIT.ok;
+    return code;
   } catch (err) {
-    if (!(err instanceof MailedgeError)) throw err;
+    if (!(err instanceof MailedgeError) && !isSmtpSendError(err)) throw err;
     const domains = (err as { domains?: DomainDelivery[] }).domains;
+    // A receiver's or connection's failure keeps Nodemailer's code (EAUTH, EENVELOPE, ...): there is no hint or evidence of mailedge's.
+    const hint = err instanceof MailedgeError ? err.hint : null;
+    const evidence = err instanceof MailedgeError ? [...err.evidence] : [err.response].filter((line): line is string => typeof line === 'string');
     if (flags.json) {
-      io.stdout.write(`${JSON.stringify({ ok: false, code: err.code, permanent: err.permanent, hint: err.hint, message: err.message, evidence: err.evidence, ...(domains ? { domains: domains.map(domainJson) } : {}) })}\n`);
+      io.stdout.write(`${JSON.stringify({ ok: false, code: err.code ?? null, permanent: err.permanent, hint, message: err.message, evidence, ...(err instanceof MailedgeError ? {} : { responseCode: err.responseCode ?? null, command: err.command ?? null }), ...(domains ? { domains: domains.map(domainJson) } : {}) })}\n`);
     } else {
-      io.stdout.write(`refused [${err.code}${err.permanent ? '' : ', temporary'}]: ${printable(err.message)}\n`);
-      for (const line of err.evidence) io.stdout.write(`  ${printable(line)}\n`);
-      io.stdout.write(`  fix: ${printable(err.hint)}\n`);
+      io.stdout.write(`${err instanceof MailedgeError ? 'refused' : 'failed'} [${err.code ?? 'unknown'}${err.permanent ? '' : ', temporary'}]: ${printable(err.message)}\n`);
+      for (const line of evidence) io.stdout.write(`  ${printable(line)}\n`);
+      if (hint) io.stdout.write(`  fix: ${printable(hint)}\n`);
       for (const d of domains ?? []) io.stdout.write(`${printable(domainLine(d))}\n`);
     }
     if (domains) return directExitCode(domains);

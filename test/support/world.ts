@@ -3,12 +3,23 @@ import { afterAll, beforeAll, beforeEach } from 'vitest';
  * The test world every end-to-end test shares: the fixture DNS server serving
  * fixtures/zones/world.zone (plus DELIVERABILITY_ZONE below) and receivers on
  * loopback. Each test file starts its own world and tears it down.
+ *
+ * Test files run in parallel, each in its own process with its own world: its
+ * own DNS server (so its own copy of the records, faults and query log) and
+ * its own receivers, every one on an ephemeral port. The zone's addresses
+ * (127.0.0.100 for smtp.relay.test, 127.0.0.2 for mail.good.test, ...) are
+ * shared by every world, and that is safe: a listener binds its address with
+ * a port of its own, and a sending host binds its source address with an
+ * ephemeral port, so two worlds never hold the same socket. Nothing binds a
+ * fixed port (port 25 needs root): to prove that nothing is sent to an
+ * address, watch it with watchConnections() instead of listening there.
  */
 import { startDnsServer, type FixtureDnsServer } from '../../src/testing/dns-server.js';
 import { startReceiver, type Receiver, type ReceiverOptions } from '../../src/testing/receiver.js';
 import { WORLD_ZONE_FILE } from '../../src/testing/fixtures.js';
-import { createTransport, type MailedgeTransport } from '../../src/transport.js';
+import { createTransport, type MailedgeTransporter as MailedgeTransport } from '../../src/create-transport.js';
 import type { MailedgeOptions } from '../../src/options.js';
+import { watchConnections, type ConnectionWatch } from './connections.js';
 
 export interface World {
   dns: FixtureDnsServer;
@@ -21,6 +32,9 @@ export interface World {
   transports: MailedgeTransport[];
   transport(options: MailedgeOptions): MailedgeTransport;
   receiver(options: ReceiverOptions): Promise<Receiver>;
+  /** Records this process's connection attempts to `address` (any port); reset before each test, stopped at teardown. */
+  watchConnections(address: string): ConnectionWatch;
+  watches: ConnectionWatch[];
   close(): Promise<void>;
 }
 
@@ -50,6 +64,7 @@ export async function startWorld(): Promise<World> {
     plain,
     extra: [],
     transports: [],
+    watches: [],
     transport(options) {
       const transport = createTransport({
         ignoreTLS: true,
@@ -64,7 +79,13 @@ export async function startWorld(): Promise<World> {
       world.extra.push(receiver);
       return receiver;
     },
+    watchConnections(address) {
+      const watch = watchConnections(address);
+      world.watches.push(watch);
+      return watch;
+    },
     async close() {
+      for (const watch of world.watches) watch.close();
       for (const transport of world.transports) transport.close();
       await Promise.all([strict.close(), plain.close(), ...world.extra.map((r) => r.close())]);
       await dns.close();
@@ -119,6 +140,7 @@ export function useWorld(): World {
     handle.plain.reset();
     handle.dns.resetStats();
     handle.dns.clearFaults();
+    for (const watch of handle.watches) watch.reset();
   });
   return handle;
 }

@@ -9,7 +9,7 @@ import { domainToASCII } from 'node:url';
 import type { Lookup, Resolver } from '../dns/resolver.js';
 import { canonicalAddress } from '../dns/wire.js';
 
-export type Route =
+export type ResolvedDestination =
   | { kind: 'ok'; host: string; addresses: string[]; family: 4 | 6; lookups: Lookup[] }
   | { kind: 'unresolved'; host: string; permanent: boolean; lookups: Lookup[]; reason: string };
 
@@ -18,7 +18,7 @@ export async function resolveRoute(
   resolver: Resolver,
   signal: AbortSignal,
   preferFamily: 4 | 6 | null,
-): Promise<Route> {
+): Promise<ResolvedDestination> {
   const literal = host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
   const literalFamily = isIP(literal);
   if (literalFamily !== 0) {

@@ -1,0 +1,34 @@
+/**
+ * One compiled message, handed to a connection with a different envelope:
+ * the recipients left after null-MX refusals, or one recipient domain's share
+ * in direct delivery. The view inherits everything else from Nodemailer's own
+ * MailMessage and MimeNode, so the bytes and the Message-ID stay the same.
+ */
+import { Readable } from 'node:stream';
+import type { MailMessage } from 'nodemailer/lib/mailer';
+import type MimeNode from 'nodemailer/lib/mime-node';
+
+export interface Envelope {
+  from: string | false;
+  to: string[];
+}
+
+/** The envelope Nodemailer will send with: `envelope` when the message sets one, else From/Sender and To, Cc, Bcc. */
+export function envelopeOf(mail: MailMessage): Envelope {
+  const envelope = mail.message.getEnvelope();
+  return { from: envelope.from || false, to: [...(envelope.to ?? [])] };
+}
+
+/**
+ * The message with another envelope; `raw` when it has been rendered already,
+ * so that a stream attachment is read and an href fetched only once.
+ */
+export function withEnvelope(mail: MailMessage, envelope: Envelope, raw?: Buffer): MailMessage {
+  const message = Object.create(mail.message) as MimeNode;
+  const full = mail.message.getEnvelope();
+  message.getEnvelope = () => ({ ...full, from: envelope.from, to: [...envelope.to] });
+  if (raw !== undefined) message.createReadStream = () => Readable.from([raw], { objectMode: false }) as ReturnType<MimeNode['createReadStream']>;
+  const view = Object.create(mail) as MailMessage;
+  view.message = message;
+  return view;
+}

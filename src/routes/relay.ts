@@ -1,0 +1,409 @@
+/**
+ * One edge address to one destination host: a relay, or one MX host in direct
+ * delivery. Nodemailer's own SMTP transport (or pool) does the SMTP; mailedge
+ * owns when a message reaches it and the socket it goes out on.
+ *
+ * Each Nodemailer transport (a "channel") is bound to one edge address and one
+ * EHLO name. A message is decided against the identity twice: when it is sent,
+ * and again (a cache read) right before it is handed to a channel; a channel
+ * whose name is no longer the confirmed one takes no more messages and opens
+ * no more connections. Pooled messages wait in mailedge's queue until a
+ * connection is free, so a message never waits inside Nodemailer's pool under
+ * a name that may be withdrawn meanwhile.
+ */
+import SMTPTransport from 'nodemailer/lib/smtp-transport';
+import SMTPPool from 'nodemailer/lib/smtp-pool';
+import type { MailMessage } from 'nodemailer/lib/mailer';
+import { EdgeRefusedError, MailedgeError } from '../errors.js';
+import { worthWarning, type PreflightReport } from '../checks/types.js';
+import { EdgeVerifier, type Identity } from '../identity.js';
+import { withEnvelopeChecks } from '../envelope.js';
+import { channelKey, decide, type Decision } from '../decide.js';
+import type { ResolvedEdgeOptions, SmtpOptions } from '../options.js';
+import { asSmtpSendError } from '../send-error.js';
+import { connectChecked } from './socket.js';
+import { envelopeOf, withEnvelope } from './mail-view.js';
+import type { MailedgeSentMessageInfo, Route, RouteContext } from './route.js';
+import type { SMTPSentMessageInfo } from 'nodemailer/lib/smtp-transport';
+import type { Socket } from 'node:net';
+
+const DEFAULT_CONNECTION_TIMEOUT = 2 * 60 * 1000;
+/** Hand-overs per message: a name that changes again and again between check and connection is not chased for ever. */
+const MAX_HANDOVERS = 3;
+
+type Inner = SMTPTransport | SMTPPool;
+type SendCallback = (err: Error | null, info?: SMTPSentMessageInfo) => void;
+type SocketCallback = (err: Error | null, socketOptions?: { connection: Socket; name: string }) => void;
+
+/** A Nodemailer transport bound to one edge address and EHLO name. */
+interface Channel {
+  key: string;
+  decision: Decision;
+  inner: Inner;
+  inFlight: number;
+  /** Set once the confirmed identity moved on: no new message, no new connection. */
+  retired: boolean;
+}
+
+/** The name a channel was opened for is no longer the one to send under: hand the message over again. */
+class ChannelRetired extends Error {}
+
+interface SlotWaiter {
+  grant(): void;
+  fail(err: Error): void;
+}
+
+export class RelayRoute implements Route {
+  readonly verifier: EdgeVerifier;
+  private readonly pooled: boolean;
+  private readonly maxConnections: number;
+  private readonly connectionTimeout: number;
+  private channel: Channel | undefined;
+  private readonly retiring = new Set<Channel>();
+  private readonly waiters: SlotWaiter[] = [];
+  /** Messages handed to a channel and not yet back. */
+  private handed = 0;
+  /** Messages accepted by send() and not yet handed to a channel: what Nodemailer's pool calls its queue. */
+  private waiting = 0;
+  private idling = true;
+  private closed = false;
+  private warnedFor: PreflightReport | undefined;
+
+  constructor(
+    private readonly smtp: SmtpOptions,
+    readonly options: ResolvedEdgeOptions,
+    private readonly context: RouteContext,
+  ) {
+    this.verifier = new EdgeVerifier(options, context.resolver);
+    // Nodemailer's test: any truthy `pool` pools.
+    this.pooled = Boolean(smtp.pool);
+    this.maxConnections = Number(smtp.maxConnections) || 5;
+    // Nodemailer reads 0 as "use the default"; so does mailedge.
+    this.connectionTimeout = Number(smtp.connectionTimeout) || DEFAULT_CONNECTION_TIMEOUT;
+  }
+
+  /** The identity now, from cache when it is within its TTL. */
+  async identity(): Promise<Identity> {
+    return this.verifier.current() ?? (await this.verifier.identity());
+  }
+
+  async preflight(): Promise<PreflightReport> {
+    return (await this.verifier.identity()).report;
+  }
+
+  async send(mail: MailMessage): Promise<MailedgeSentMessageInfo> {
+    const signal = abortSignalOf(mail);
+    this.admit();
+    let admitted = true;
+    const leave = (): void => {
+      if (!admitted) return;
+      admitted = false;
+      this.unadmit();
+    };
+    try {
+      if (this.closed) throw closedError();
+      const identity = await untilAborted(this.identity(), signal);
+      const decision = decide(identity, mail.data);
+      this.announce(identity, decision);
+      const { outgoing, refused } = await untilAborted(this.screen(identity, decision, mail), signal);
+      for (let handover = 1; ; handover++) {
+        await this.acquireSlot(signal);
+        leave();
+        let channel: Channel;
+        let now: Decision;
+        try {
+          // The message meets the connection: the identity as it stands now, a cache read unless it expired.
+          now = decide(await this.identity(), mail.data);
+          channel = this.channelFor(now);
+        } catch (err) {
+          this.releaseSlot();
+          throw err;
+        }
+        try {
+          const info = await this.deliver(channel, outgoing);
+          if (refused.length > 0) {
+            info.rejected = [...(info.rejected ?? []), ...refused.map((r) => r.recipient ?? '')];
+            info.rejectedErrors = [...(info.rejectedErrors ?? []), ...refused];
+          }
+          return Object.assign(info, { edge: { address: channel.decision.address, name: channel.decision.name, verified: now.verified, stale: now.stale } });
+        } catch (err) {
+          if (handover < MAX_HANDOVERS && (err instanceof ChannelRetired || (channel.retired && droppedByRetirement(err)))) continue;
+          throw err;
+        }
+      }
+    } catch (err) {
+      if (err instanceof MailedgeError) {
+        err.mail = mail.data;
+        throw err;
+      }
+      throw asSmtpSendError(err, mail.data, (text) => this.context.redact(text));
+    } finally {
+      leave();
+    }
+  }
+
+  async verify(): Promise<true> {
+    const identity = await this.verifier.identity();
+    const decision = decide(identity, undefined);
+    const channel = this.channelFor(decision);
+    try {
+      return await channel.inner.verify();
+    } catch (err) {
+      if (err instanceof MailedgeError) throw err;
+      throw asSmtpSendError(err, undefined, (text) => this.context.redact(text));
+    }
+  }
+
+  /** Like Nodemailer's pool: idle while fewer messages wait than there are connections; unpooled, while nothing is under way. */
+  isIdle(): boolean {
+    return this.pooled ? this.waiting < this.maxConnections : this.waiting + this.handed === 0;
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const waiter of this.waiters.splice(0)) waiter.fail(closedError());
+    if (this.channel) this.retire(this.channel);
+    this.channel = undefined;
+    this.verifier.dispose();
+  }
+
+  private admit(): void {
+    this.waiting++;
+    if (this.idling && this.waiting >= this.maxConnections) this.idling = false;
+  }
+
+  private unadmit(): void {
+    this.waiting--;
+    if (!this.idling && this.waiting < this.maxConnections) {
+      this.idling = true;
+      if (this.pooled && !this.closed) this.context.emit('idle');
+    }
+  }
+
+  /** Pooled: a connection is free (or may be opened) for this message; unpooled: always at once. */
+  private acquireSlot(signal: AbortSignal | undefined): Promise<void> {
+    if (this.closed) return Promise.reject(closedError());
+    if (!this.pooled || (this.handed < this.maxConnections && this.waiters.length === 0)) {
+      this.handed++;
+      return Promise.resolve();
+    }
+    return new Promise((resolve, reject) => {
+      const onAbort = (): void => {
+        const index = this.waiters.indexOf(waiter);
+        if (index !== -1) this.waiters.splice(index, 1);
+        reject(createAbortError(signal as AbortSignal));
+      };
+      const waiter: SlotWaiter = {
+        grant: () => {
+          signal?.removeEventListener('abort', onAbort);
+          this.handed++;
+          resolve();
+        },
+        fail: (err) => {
+          signal?.removeEventListener('abort', onAbort);
+          reject(err);
+        },
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.waiters.push(waiter);
+    });
+  }
+
+  private releaseSlot(): void {
+    this.handed--;
+    if (this.handed < this.maxConnections) this.waiters.shift()?.grant();
+  }
+
+  private deliver(channel: Channel, mail: MailMessage): Promise<SMTPSentMessageInfo> {
+    channel.inFlight++;
+    return new Promise((resolve, reject) => {
+      const done: SendCallback = (err, info) => {
+        channel.inFlight--;
+        if (channel.retired && channel.inFlight === 0) this.retiring.delete(channel);
+        this.releaseSlot();
+        if (err || !info) reject(err ?? new Error('no result from the transport'));
+        else resolve(info);
+      };
+      (channel.inner as { send(mail: MailMessage, callback: SendCallback): unknown }).send(mail, done);
+    });
+  }
+
+  /** The channel for a decision: the current one while its name stands, else a new one, the old one retired. */
+  private channelFor(decision: Decision): Channel {
+    const key = channelKey(decision);
+    if (this.channel?.key === key) return this.channel;
+    if (this.channel) this.retire(this.channel);
+    const channel: Channel = { key, decision, inner: undefined as unknown as Inner, inFlight: 0, retired: false };
+    channel.inner = this.createInner(channel);
+    this.channel = channel;
+    return channel;
+  }
+
+  private createInner(channel: Channel): Inner {
+    const options = {
+      ...this.smtp,
+      host: this.smtp.host ?? 'localhost',
+      port: this.options.port,
+      name: channel.decision.name,
+      logger: this.context.logger,
+      getSocket: (_options: unknown, callback: SocketCallback) => this.openSocket(channel, callback),
+    } as ConstructorParameters<typeof SMTPTransport>[0] & ConstructorParameters<typeof SMTPPool>[0];
+    const inner: Inner = this.pooled ? new SMTPPool(options) : new SMTPTransport(options);
+    // Nodemailer's transports read OAuth2 provisioning from their Mailer and announce new tokens on it.
+    const mailer = this.context.mailer();
+    if (mailer) (inner as { mailer?: unknown }).mailer = mailer;
+    if (inner instanceof SMTPPool) inner.on('clear', () => channel === this.channel && this.context.emit('clear'));
+    return inner;
+  }
+
+  /**
+   * A channel's name is withdrawn or replaced: it takes no more messages. Its
+   * idle connections close now; a connection carrying a message finishes it
+   * first (Nodemailer's pool close), and a message Nodemailer had queued
+   * again after a dropped connection comes back to be handed over anew.
+   */
+  private retire(channel: Channel): void {
+    channel.retired = true;
+    if (channel.inFlight > 0) this.retiring.add(channel);
+    channel.inner.close();
+    if (this.channel === channel) this.channel = undefined;
+  }
+
+  /** Nodemailer's per-connection hook: the channel's name must still be the one to use, now. */
+  private openSocket(channel: Channel, callback: SocketCallback): void {
+    const opening = async (): Promise<{ connection: Socket; name: string }> => {
+      if (this.closed) throw closedError();
+      if (channel.retired) throw new ChannelRetired();
+      const identity = await this.identity();
+      const decision = decide(identity, undefined);
+      if (channelKey(decision) !== channel.key) {
+        if (this.channel === channel) this.retire(channel);
+        throw new ChannelRetired();
+      }
+      return { connection: await connectChecked(identity, this.options.port, this.options.localAddress, this.connectionTimeout), name: channel.decision.name };
+    };
+    opening().then(
+      (socketOptions) => callSafely(() => callback(null, socketOptions)),
+      (err: Error) => callSafely(() => callback(err)),
+    );
+  }
+
+  /**
+   * The envelope checks in front of a send (DNS only, see src/envelope.ts).
+   * Recipients whose domain publishes a null MX are taken out of the envelope
+   * handed to Nodemailer, and come back in info.rejected; when none is left,
+   * or an enforced sender-side check failed, the send is refused before any
+   * connection, with the message.
+   */
+  private async screen(identity: Identity, decision: Decision, mail: MailMessage): Promise<{ outgoing: MailMessage; refused: EdgeRefusedError[] }> {
+    const checks = this.context.envelopeChecks;
+    if (!checks.active) return { outgoing: mail, refused: [] };
+    const envelope = envelopeOf(mail);
+    const { report } = identity;
+    const screening = await checks.screen(
+      { from: envelope.from, to: envelope.to },
+      { address: decision.address, ehloName: decision.name },
+      {
+        // While the identity is served stale DNS is failing: sends do not wait for it, here either.
+        wait: !report.stale,
+        warn: (check) => this.context.warn({ code: check.code ?? 'DNS_TEMPFAIL', message: `mailedge: ${check.id} ${check.domain ?? ''}: ${check.actual}`, check, report }),
+      },
+    );
+    const withChecks = (): PreflightReport => withEnvelopeChecks(report, screening.checks);
+    if (screening.blocking) throw new EdgeRefusedError(withChecks(), screening.blocking, { mail: mail.data });
+    if (screening.refused.length === 0) return { outgoing: mail, refused: [] };
+    const refusedSet = new Set(screening.refused.map((r) => r.recipient));
+    const remaining = envelope.to.filter((recipient) => !refusedSet.has(recipient));
+    const first = screening.refused[0];
+    if (remaining.length === 0 && first) {
+      throw new EdgeRefusedError(withChecks(), first.check, { mail: mail.data, recipients: [...refusedSet] });
+    }
+    const refused = screening.refused.map(({ recipient, check }) => new EdgeRefusedError(withChecks(), check, { recipients: [recipient] }));
+    // RCPT TO for the others only; the headers still name everyone.
+    return { outgoing: withEnvelope(mail, { from: envelope.from, to: remaining }), refused };
+  }
+
+  /** Warnings about the identity a send goes out under: once per verdict when confirmed, on every send when not. */
+  private announce(identity: Identity, decision: Decision): void {
+    const { report } = identity;
+    if (!decision.verified) {
+      const failed = decision.failed;
+      this.context.warn({
+        code: 'UNVERIFIED_SEND',
+        message: `mailedge: sending despite ${failed?.id} ${failed?.status} (${failed?.code}): ${failed?.actual}; EHLO ${decision.name}`,
+        check: failed,
+        report,
+      });
+      return;
+    }
+    if (this.warnedFor === report) return;
+    this.warnedFor = report;
+    if (report.stale) {
+      this.context.warn({
+        code: 'IDENTITY_STALE',
+        message: `mailedge: using ${report.name} past its TTL: ${report.staleReason ?? 're-verification failed temporarily'}`,
+        check: null,
+        report,
+      });
+      return;
+    }
+    for (const check of report.checks) {
+      if (worthWarning(check) && check.code) this.context.warn({ code: check.code, message: `mailedge: ${check.id}: ${check.actual}`, check, report });
+    }
+  }
+}
+
+/** Nodemailer's shape for an aborted send, so apps test err.code === 'EABORT' either way. */
+function createAbortError(signal: AbortSignal): Error {
+  return Object.assign(new Error('Message sending aborted', { cause: signal.reason }), { name: 'AbortError', code: 'EABORT' });
+}
+
+function closedError(): Error {
+  return Object.assign(new Error('The transport was closed'), { code: 'ECONNECTION' });
+}
+
+/**
+ * Nodemailer's pool, closed because its name was retired, gives back a
+ * message it had queued again (after a dropped connection) with a bare error:
+ * no reply, no command, no code. Such a message was not delivered, and is
+ * handed over again under the name that stands now.
+ */
+function droppedByRetirement(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  const fields = err as Error & { code?: unknown; command?: unknown; responseCode?: unknown };
+  return fields.code === undefined && fields.command === undefined && fields.responseCode === undefined;
+}
+
+function abortSignalOf(mail: MailMessage): AbortSignal | undefined {
+  const signal: unknown = mail.data.signal;
+  return signal instanceof AbortSignal ? signal : undefined;
+}
+
+/** A wait that ends when the message's signal aborts: Nodemailer stops watching it once the transport has the message. */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return promise;
+  if (signal.aborted) return Promise.reject(createAbortError(signal));
+  return new Promise((resolve, reject) => {
+    const onAbort = (): void => reject(createAbortError(signal));
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err);
+      },
+    );
+  });
+}
+
+/** Nodemailer's callbacks run user code further down; a throw there must not escape into a promise chain. */
+function callSafely(run: () => void): void {
+  try {
+    run();
+  } catch {
+    // Nodemailer logs its own callback errors; nothing here may crash the process.
+  }
+}

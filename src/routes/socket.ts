@@ -1,0 +1,55 @@
+/**
+ * The socket a checked message leaves on: opened by mailedge itself, to
+ * exactly the checked destination address, from exactly the checked source.
+ * Nodemailer gets it through its getSocket hook and does no DNS or binding of
+ * its own.
+ */
+import { connect, type Socket } from 'node:net';
+import type { Identity } from '../identity.js';
+import { markNeverConnected } from '../send-error.js';
+
+/**
+ * Connects to the identity's route addresses in turn. The source is the bound
+ * localAddress, or the address the kernel chose when the edge was checked:
+ * binding it keeps a route change from putting an unchecked address on the wire.
+ */
+export async function connectChecked(identity: Identity, port: number, localAddress: string | undefined, timeout: number): Promise<Socket> {
+  const startedAt = Date.now();
+  const source = localAddress ?? (identity.edge?.origin === 'kernel' ? identity.edge.address : undefined);
+  let lastError: Error = new Error('no address to connect to');
+  for (const address of identity.addresses) {
+    const remaining = timeout - (Date.now() - startedAt);
+    if (remaining <= 0) break;
+    try {
+      return await openSocket(address, port, source, remaining);
+    } catch (err) {
+      lastError = err as Error;
+    }
+  }
+  // Nodemailer's shape for a connection that never opened.
+  const fields = lastError as Error & { code?: string; command?: string };
+  fields.code ??= 'ECONNECTION';
+  fields.command = 'CONN';
+  throw markNeverConnected(lastError);
+}
+
+function openSocket(host: string, port: number, localAddress: string | undefined, timeout: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host, port, ...(localAddress ? { localAddress } : {}) });
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(Object.assign(new Error(`Connection timeout to ${host}:${port}`), { code: 'ETIMEDOUT' }));
+    }, timeout);
+    const onError = (err: Error): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      reject(err);
+    };
+    socket.once('error', onError);
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      socket.removeListener('error', onError);
+      resolve(socket);
+    });
+  });
+}
