@@ -1,5 +1,6 @@
 import { describeTemp, type Lookup } from '../dns/resolver.js';
 import { printable } from './hostname.js';
+import { decodeDnsText } from '../text/dns-bytes.js';
 
 /**
  * One lookup as a line a postmaster recognises: the dig command that would
@@ -40,7 +41,7 @@ function recordText(record: Extract<Lookup, { kind: 'answer' }>['records'][numbe
     case 'MX':
       return `${record.preference} ${absolute(record.exchange)}`;
     case 'TXT':
-      return record.strings.map((s) => JSON.stringify(printable(s))).join(' ');
+      return record.strings.map((s) => JSON.stringify(printable(decodeDnsText(s)))).join(' ');
     case 'SOA':
       return `${record.mname}. ${record.rname}. ${record.serial}`;
     case 'OTHER':

@@ -1,4 +1,5 @@
 import { isIP } from 'node:net';
+import { escapeText } from '../text/escape.js';
 
 /**
  * Why `name` cannot go into EHLO or stand as a mail host's PTR name, or null
@@ -39,7 +40,7 @@ export function isValidHostname(name: string): boolean {
   return hostnameProblem(name) === null;
 }
 
-/** Text safe to print on a terminal or in a log line: control characters (and bidi overrides) shown as escapes, never raw. */
+/** Text safe to print on a terminal or in a log line (see src/text/escape.ts). */
 export function printable(text: string): string {
-  return text.replace(/[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g, (c) => `\\${c.charCodeAt(0).toString().padStart(3, '0')}`);
+  return escapeText(text);
 }

@@ -4,6 +4,7 @@
  */
 import { domainToASCII } from 'node:url';
 import type { Lookup } from '../dns/resolver.js';
+import { decodeDnsText } from '../text/dns-bytes.js';
 import { hostnameProblem, printable } from './hostname.js';
 import type { CheckId, CheckVerdict } from './types.js';
 
@@ -66,7 +67,8 @@ export function txtRecord(owner: string, text: string, ttl = HINT_TTL): string {
 /** Each TXT record of an answer as one string: its character-strings joined without separator (RFC 7208 section 3.3, RFC 6376 section 3.6.2.2). */
 export function txtStrings(lookup: Lookup): string[] {
   if (lookup.kind !== 'answer') return [];
-  return lookup.records.flatMap((r) => (r.type === 'TXT' ? [r.strings.join('')] : []));
+  // Joined before decoding: a UTF-8 character may straddle two character-strings.
+  return lookup.records.flatMap((r) => (r.type === 'TXT' ? [decodeDnsText(r.strings.join(''))] : []));
 }
 
 /** Evidence lines without repeats, in first-seen order: a cached lookup asked twice is still one answer. */

@@ -11,6 +11,7 @@ import type { TempReason } from '../dns/client.js';
 import { canonicalAddress } from '../dns/wire.js';
 import { digLine } from './evidence.js';
 import { printable } from './hostname.js';
+import { decodeDnsText } from '../text/dns-bytes.js';
 import { mailauthSpf, type MailauthRecords, type MailauthResolver, type SpfResultName } from './mailauth.js';
 import { invalidDomain, mailDomain, ownerNote, paste, txtRecord, txtStrings, unique } from './records.js';
 import type { CheckVerdict, CheckStatus } from './types.js';
@@ -196,7 +197,8 @@ function adapter(resolver: Resolver, signal: AbortSignal, lookups: Lookup[]): Ma
     const records = lookup.records;
     switch (type) {
       case 'TXT':
-        return records.flatMap((r) => (r.type === 'TXT' ? [r.strings] : []));
+        // As text, as the report shows it: mailauth's record and comment then need no decoding of their own.
+        return records.flatMap((r) => (r.type === 'TXT' ? [[decodeDnsText(r.strings.join(''))]] : []));
       case 'MX':
         return records.flatMap((r) => (r.type === 'MX' ? [{ exchange: r.exchange === '.' ? '' : r.exchange, priority: r.preference }] : []));
       case 'PTR':

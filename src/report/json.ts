@@ -4,6 +4,7 @@
  * added within a schema version.
  */
 import type { PreflightReport } from '../checks/types.js';
+import { escapeDeep } from '../text/escape.js';
 
 export const REPORT_SCHEMA_VERSION = 1;
 
@@ -21,7 +22,8 @@ export interface JsonReport {
 }
 
 export function toJsonReport(report: PreflightReport): JsonReport {
-  return {
+  // JSON.stringify escapes C0 controls but passes C1, bidi controls and U+2028/9 through raw.
+  return escapeDeep({
     schema: REPORT_SCHEMA_VERSION,
     ok: report.ok,
     address: report.address,
@@ -45,5 +47,5 @@ export function toJsonReport(report: PreflightReport): JsonReport {
           })),
         }
       : {}),
-  };
+  });
 }
