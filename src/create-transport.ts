@@ -11,7 +11,7 @@ import type { SendMailCallback } from 'nodemailer/lib/mailer';
 import type { PreflightReport } from './checks/types.js';
 import { resolveEdgeOptions, type MailedgeOptions } from './options.js';
 import { expandShorthands } from './shorthands.js';
-import { redactingLogger, secretRedactor } from './redact.js';
+import { createRedactor } from './redact.js';
 import { MailedgeTransport } from './transport.js';
 import type { MailedgeSentMessageInfo } from './routes/route.js';
 import type { DirectSentMessageInfo } from './routes/direct.js';
@@ -36,8 +36,9 @@ export class MailedgeTransporter<T extends MailedgeSentMessageInfo = MailedgeSen
   }
 }
 
+/** Not enumerable: the message may carry a per-message password, and a logged or serialised error must not. */
 function withMail<E>(err: E, data: SendMailOptions): E {
-  if (typeof err === 'object' && err !== null) (err as { mail?: unknown }).mail = data;
+  if (typeof err === 'object' && err !== null) Object.defineProperty(err, 'mail', { value: data, enumerable: false, writable: true, configurable: true });
   return err;
 }
 
@@ -48,8 +49,8 @@ export function createTransport(input: string | MailedgeOptions, defaults?: Send
   const options = expandShorthands(input);
   // Validated before anything is built, so a bad option fails here, naming itself.
   resolveEdgeOptions(options.direct ? options : { ...options, host: options.host ?? 'localhost' });
-  const redact = secretRedactor(options.auth);
-  const logger = redactingLogger(options.logger, redact);
+  const redact = createRedactor({ auth: options.auth, dkim: options.dkim });
+  const logger = redact.logger(options.logger);
   const transport = new MailedgeTransport(options, { redact, logger: logger ?? false });
   const mailer = new MailedgeTransporter<MailedgeSentMessageInfo>(transport as never, { ...options, logger: logger ?? false } as never, defaults);
   // Nodemailer's Mailer passes on idle, clear and error; mailedge's own event goes the same way.

@@ -33,7 +33,8 @@ export class MailedgeError extends Error {
   readonly permanent: boolean;
   readonly hint: string;
   readonly evidence: readonly string[];
-  mail: unknown;
+  /** The caller's message, as given; not enumerable, so a logged or serialised error never prints a per-message password. */
+  declare mail: unknown;
 
   constructor(code: ErrorCode, message: string, options: MailedgeErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -41,7 +42,7 @@ export class MailedgeError extends Error {
     this.permanent = options.permanent ?? ERROR_CODES[code].permanent;
     this.hint = options.hint ?? ERROR_CODES[code].fix;
     this.evidence = options.evidence ?? [];
-    this.mail = options.mail;
+    Object.defineProperty(this, 'mail', { value: options.mail, enumerable: false, writable: true, configurable: true });
   }
 
   /** A plain object for JSON output: no stack, no message body. */

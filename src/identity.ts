@@ -36,6 +36,13 @@ export interface Identity {
   passed: boolean;
   /** The family mail leaves over: the edge address's; null when there is no edge. */
   family: 4 | 6 | null;
+  /**
+   * The PTR answer behind each edge address examined: its names (lower-cased;
+   * empty for NXDOMAIN or no data), or null when the lookup failed
+   * temporarily. A confirmed name may be served stale only while this answer
+   * is unobtainable or unchanged.
+   */
+  ptr: Array<{ address: string; names: string[] | null }>;
 }
 
 const ORIGIN_TEXT: Record<EdgeAddress['origin'], string> = {
@@ -142,11 +149,14 @@ export class EdgeVerifier {
         const holding = group.filter(holdsIdentity);
         return holding.length > 0 && holding.every((c) => c.status === 'temperror');
       });
-    if (temporaryOnly && confirmed && this.options.clock.now() < this.staleUntil()) {
+    // A definitive PTR answer that no longer is the one that confirmed the name ends it at once,
+    // even when the new name's own lookups then only time out: the old name is known to be wrong.
+    const withdrawn = confirmed !== undefined && ptrChanged(confirmed, fresh);
+    if (temporaryOnly && confirmed && !withdrawn && this.options.clock.now() < this.staleUntil()) {
       return this.serveStale(confirmed, failureSummary(fresh));
     }
-    // A pass renews the identity; a permanent failure ends it at once.
-    this.confirmed = fresh.passed ? fresh : temporaryOnly ? this.confirmed : undefined;
+    // A pass renews the identity; a permanent failure or a changed PTR ends it at once.
+    this.confirmed = fresh.passed ? fresh : temporaryOnly && !withdrawn ? this.confirmed : undefined;
     if (this.confirmed !== confirmed) this.dispose();
     return fresh;
   }
@@ -271,6 +281,8 @@ export class EdgeVerifier {
     checks.push(...(await this.deliverabilityChecks(edge.address, confirmed ? verdict.name : null, ehloName, signal)));
     const identity = this.finish(checks, lookups, verdict.name, destination, addresses, edge, ehloName);
     identity.report.ptrNames = verdict.ptrNames;
+    const ptrUnanswered = verdict.checks[0].status === 'temperror';
+    identity.ptr = [{ address: edge.address, names: ptrUnanswered ? null : verdict.ptrNames.map((p) => p.name.toLowerCase()) }];
     return identity;
   }
 
@@ -382,6 +394,7 @@ export class EdgeVerifier {
       ehloName: edge ? ehloName : null,
       passed,
       family: edge ? (isIPv6(edge.address) ? 6 : 4) : null,
+      ptr: [],
     };
   }
 }
@@ -435,7 +448,22 @@ function combineFamilies(v4: Identity, v6: Identity): Identity {
       ptrNames: chosen.report.ptrNames,
       expiresAt: Math.min(v4.report.expiresAt, v6.report.expiresAt),
     },
+    ptr: [...v4.ptr, ...v6.ptr],
   };
+}
+
+/**
+ * The PTR of the confirmed edge address was answered definitively and the
+ * answer is not the one that confirmed the name: another name, more or fewer
+ * names, or none. An unanswered PTR (timeout, SERVFAIL) changes nothing.
+ */
+function ptrChanged(confirmed: Identity, fresh: Identity): boolean {
+  const address = confirmed.edge?.address;
+  const now = fresh.ptr.find((p) => p.address === address);
+  if (!now || now.names === null) return false;
+  const before = confirmed.ptr.find((p) => p.address === address)?.names;
+  if (!before) return true;
+  return before.length !== now.names.length || before.some((name) => !now.names?.includes(name));
 }
 
 function failureSummary(identity: Identity): string {

@@ -390,7 +390,12 @@ class RedactorCore {
       const method = source[level];
       if (typeof method !== 'function') continue;
       wrapped[level] = (...args: unknown[]) => {
-        (method as LogMethod).apply(logger, this.logArgs(args));
+        // Nodemailer logs from inside socket handlers: a logger that throws there would crash the process.
+        try {
+          (method as LogMethod).apply(logger, this.logArgs(args));
+        } catch {
+          // A broken logger loses its line, never a message.
+        }
       };
     }
     return wrapped as unknown as T;

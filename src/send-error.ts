@@ -6,6 +6,7 @@
  */
 
 import { isPermanentResponseCode } from 'nodemailer/lib/errors';
+import type { Redactor } from './redact.js';
 
 /** A Nodemailer error as mailedge hands it back. */
 export interface SmtpSendError extends Error {
@@ -55,25 +56,19 @@ function record(value: unknown): Record<string, unknown> {
 /**
  * The error, made into what mailedge hands back: the same object when it is an
  * Error (its identity, class and fields kept), with secrets removed from every
- * text field and `permanent` and `mail` added.
+ * text field (in place, by the transport's redactor) and `permanent` and `mail`
+ * added.
  */
-export function asSmtpSendError(err: unknown, mail: unknown, redact: (text: string) => string): SmtpSendError {
-  const error: Error = err instanceof Error ? err : new Error(String(err));
+export function asSmtpSendError(err: unknown, mail: unknown, redact: Pick<Redactor, 'error'>): SmtpSendError {
+  const error: Error = redact.error(err instanceof Error ? err : new Error(String(err)));
   const fields = record(error);
-  for (const key of ['message', 'response', 'stack'] as const) {
-    const value = fields[key];
-    if (typeof value === 'string') fields[key] = redact(value);
-  }
-  const rejectedErrors = fields.rejectedErrors;
-  if (Array.isArray(rejectedErrors)) {
-    for (const inner of rejectedErrors) if (inner !== error) asSmtpSendError(inner, mail, redact);
-  }
   const code = typeof fields.code === 'string' ? fields.code : undefined;
   const responseCode = typeof fields.responseCode === 'number' ? fields.responseCode : undefined;
   // A certificate failure surfaces with Node's code kept beside Nodemailer's (originalCode), or on the cause.
   const nodeCodes = [fields.originalCode, record(fields.cause).code].filter((c): c is string => typeof c === 'string');
   const permanent = isPermanentSmtpFailure(code, responseCode) || nodeCodes.some((c) => isPermanentSmtpFailure(c, undefined));
-  return Object.assign(error, { permanent, mail });
+  Object.defineProperty(error, 'mail', { value: mail, enumerable: false, writable: true, configurable: true });
+  return Object.assign(error, { permanent }) as SmtpSendError;
 }
 
 /** An error mailedge handed back from Nodemailer: it carries `permanent`, set by asSmtpSendError. */

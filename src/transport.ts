@@ -18,6 +18,7 @@ import { IpPoolRoute, memberOptions } from './routes/ip-pool.js';
 import { DirectRoute } from './routes/direct.js';
 import type { MailedgeSentMessageInfo, MailedgeWarning, Route, RouteContext } from './routes/route.js';
 import { VERSION } from './version.js';
+import type { Redactor } from './redact.js';
 
 /** MX hosts whose routes (and verified identities) are kept for reuse in direct delivery. */
 const MAX_MX_ROUTES = 256;
@@ -26,7 +27,7 @@ type SendCallback = (err: Error | null, info?: MailedgeSentMessageInfo) => void;
 
 /** What the transport needs besides the options: the text redaction and the logger Nodemailer logs through. */
 export interface TransportDeps {
-  redact(text: string): string;
+  redact: Redactor;
   /** A bunyan-style logger (already redacting and never throwing), or false. */
   logger: unknown;
 }
@@ -52,7 +53,7 @@ export class MailedgeTransport extends EventEmitter {
     const context: RouteContext = {
       resolver,
       envelopeChecks: this.envelopeChecks,
-      redact: (text) => deps.redact(text),
+      redact: deps.redact,
       warn: (warning) => this.warn(warning),
       emit: (event) => this.emitSafely(event),
       mailer: () => this.mailer,

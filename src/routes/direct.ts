@@ -20,6 +20,7 @@ import { asSmtpSendError, failedBeforeTransaction, type SmtpSendError } from '..
 import { resolveMx } from './mx.js';
 import { envelopeOf, withEnvelope } from './mail-view.js';
 import type { EdgeInfo, MailedgeSentMessageInfo, Route } from './route.js';
+import type { Redactor } from '../redact.js';
 
 export type DeliveryError = MailedgeError | SmtpSendError;
 
@@ -55,7 +56,7 @@ export interface DirectSettings {
   /** Milliseconds for one domain's MX lookup. */
   timeout: number;
   /** Removes secrets from receiver replies. */
-  redact(text: string): string;
+  redact: Redactor;
   /** The route to one MX host: made on first use, kept while in use (bounded). */
   hostRoute(exchange: string): Route;
   /** The edge alone, for verify() and preflight(): there is no one destination to greet. */
@@ -93,7 +94,7 @@ export class DirectRoute implements Route {
   }
 
   async send(mail: MailMessage): Promise<DirectSentMessageInfo> {
-    const redact = (text: string): string => this.settings.redact(text);
+    const redact = this.settings.redact.withMessage(mail.data);
     // Credentials are for one's own relay: an MX host is somebody else's server.
     if (mail.data.auth !== undefined && mail.data.auth !== null) {
       throw Object.assign(
@@ -212,7 +213,7 @@ export class DirectRoute implements Route {
         const info = await this.host(host.exchange).send(mail);
         const rejected = (info.rejected ?? []).map(String);
         // Nodemailer's per-recipient errors (a 550 to one RCPT), with permanent set from the reply.
-        const rejectedErrors = (info.rejectedErrors ?? []).map((e: unknown) => (e instanceof MailedgeError ? e : asSmtpSendError(e, mail.data, (t) => this.settings.redact(t))));
+        const rejectedErrors = (info.rejectedErrors ?? []).map((e: unknown) => (e instanceof MailedgeError ? e : asSmtpSendError(e, mail.data, this.settings.redact.withMessage(mail.data))));
         return {
           ...result,
           status: rejected.length === 0 ? 'delivered' : 'partial',
@@ -226,7 +227,7 @@ export class DirectRoute implements Route {
           rejectedErrors,
         };
       } catch (err) {
-        const error = err instanceof MailedgeError ? err : asSmtpSendError(err, mail.data, (t) => this.settings.redact(t));
+        const error = err instanceof MailedgeError ? err : asSmtpSendError(err, mail.data, this.settings.redact.withMessage(mail.data));
         if (!tryNextMx(error)) return failed({ mx: host.exchange, attempts: result.attempts, error });
         result.attempts.push({ mx: host.exchange, reason: error.message });
         result.error = error;

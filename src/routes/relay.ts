@@ -93,6 +93,8 @@ export class RelayRoute implements Route {
 
   async send(mail: MailMessage): Promise<MailedgeSentMessageInfo> {
     const signal = abortSignalOf(mail);
+    // This message's own secrets (a per-message auth or dkim key) join the transport's, before Nodemailer logs a line of it.
+    const redact = this.context.redact.withMessage(mail.data);
     this.admit();
     let admitted = true;
     const leave = (): void => {
@@ -120,7 +122,7 @@ export class RelayRoute implements Route {
           throw err;
         }
         try {
-          const info = await this.deliver(channel, outgoing);
+          const info = redact.info(await this.deliver(channel, outgoing));
           if (refused.length > 0) {
             info.rejected = [...(info.rejected ?? []), ...refused.map((r) => r.recipient ?? '')];
             info.rejectedErrors = [...(info.rejectedErrors ?? []), ...refused];
@@ -136,7 +138,7 @@ export class RelayRoute implements Route {
         err.mail = mail.data;
         throw err;
       }
-      throw asSmtpSendError(err, mail.data, (text) => this.context.redact(text));
+      throw asSmtpSendError(err, mail.data, redact);
     } finally {
       leave();
     }
@@ -150,7 +152,7 @@ export class RelayRoute implements Route {
       return await channel.inner.verify();
     } catch (err) {
       if (err instanceof MailedgeError) throw err;
-      throw asSmtpSendError(err, undefined, (text) => this.context.redact(text));
+      throw asSmtpSendError(err, undefined, this.context.redact);
     }
   }
 

@@ -9,6 +9,7 @@ import type { CheckResult, PreflightReport } from '../checks/types.js';
 import type { ErrorCode, WarningCode } from '../codes.js';
 import type { Resolver } from '../dns/resolver.js';
 import type { EnvelopeChecks } from '../envelope.js';
+import type { Redactor } from '../redact.js';
 
 export interface EdgeInfo {
   /** The edge address receivers saw. */
@@ -44,8 +45,8 @@ export interface Route {
 export interface RouteContext {
   resolver: Resolver;
   envelopeChecks: EnvelopeChecks;
-  /** Removes secrets from text that may quote them (a receiver's reply echoing AUTH). */
-  redact(text: string): string;
+  /** Removes secrets from text, errors and infos that may quote them (a receiver's reply echoing AUTH). */
+  redact: Redactor;
   /** Hands a warning to the transport's listeners and logger; never throws. */
   warn(warning: MailedgeWarning): void;
   /** Re-emits an event of Nodemailer's on the transport ('idle', 'clear'); never throws. */
