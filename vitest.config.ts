@@ -1,11 +1,29 @@
+import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
 
+const source = (path: string): string => fileURLToPath(new URL(path, import.meta.url));
+
 export default defineConfig({
+  resolve: {
+    // The README's testing-kit example imports the package by name; in the suite that
+    // name means the source, so the example never runs against a stale build.
+    alias: [
+      { find: /^mailedge$/, replacement: source('./src/index.ts') },
+      { find: /^mailedge\/testing$/, replacement: source('./src/testing/index.ts') },
+    ],
+  },
   test: {
     include: ['test/**/*.test.ts'],
     testTimeout: 20_000,
     hookTimeout: 20_000,
-    // Receivers bind fixed loopback addresses (127.0.0.100, 127.0.0.200:25): one file at a time.
-    fileParallelism: false,
+    // Test files run in parallel (one forked worker per core): every receiver and DNS
+    // server listens on an ephemeral port, so files share loopback addresses but never
+    // a socket. The global setup checks that the loopback addresses the suite binds
+    // exist (macOS needs aliases for all but 127.0.0.1) before any file starts.
+    globalSetup: ['./test/support/loopback-setup.ts'],
+    // Vitest's default for `run` is one worker fewer than the cores, which on a
+    // two-core machine (CI's) is one: no parallelism at all.
+    maxWorkers: Math.max(2, availableParallelism()),
   },
 });

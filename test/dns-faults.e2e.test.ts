@@ -242,7 +242,8 @@ describe('temporary failures', () => {
     const elapsed = Date.now() - started;
     expect(failed(report)).toMatchObject({ id: 'fcrdns', code: 'DNS_TEMPFAIL' });
     expect(elapsed).toBeGreaterThanOrEqual(450);
-    expect(elapsed).toBeLessThan(1200);
+    // The deadline, not the 3 s answer: a bound well above the deadline, so a slow machine does not flake.
+    expect(elapsed).toBeLessThan(2500);
   });
 
   it('does not wait out a silent first resolver: the second one answers within the deadline', async () => {
@@ -298,7 +299,9 @@ describe('caching, single-flight and serve-stale', () => {
 
   it('serves a confirmed identity stale through a DNS outage, retrying in the background, then refuses', async () => {
     const clock = clockAt(1_000_000);
-    const t = transport('127.0.0.2', { clock, dns: { timeout: 300, staleFor: 600 } });
+    // A send that waited for DNS would take at least this long; one that does not takes a few ms.
+    const DNS_TIMEOUT = 600;
+    const t = transport('127.0.0.2', { clock, dns: { timeout: DNS_TIMEOUT, staleFor: 600 } });
     const warnings: MailedgeWarning[] = [];
     t.on('warning', (w: MailedgeWarning) => warnings.push(w));
     expect((await t.sendMail({ ...MESSAGE })).edge.stale).toBe(false);
@@ -314,7 +317,7 @@ describe('caching, single-flight and serve-stale', () => {
     clock.t += 31_000;
     const started = Date.now();
     expect((await t.sendMail({ ...MESSAGE })).edge.stale).toBe(true);
-    expect(Date.now() - started).toBeLessThan(250);
+    expect(Date.now() - started).toBeLessThan(DNS_TIMEOUT);
 
     // Past the stale window the identity is gone: refused, retry later, message returned.
     clock.t += 600_000;

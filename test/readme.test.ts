@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { ERROR_CODES, WARNING_CODES } from '../src/errors.js';
 import { DEFAULTS } from '../src/options.js';
+import { loopbackAddressesInSources } from './support/loopback.js';
 
 const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
 
@@ -43,7 +44,31 @@ describe('README', () => {
   });
 
   it('puts the two commands before the quick start', () => {
-    expect(readme.indexOf('npm start')).toBeLessThan(readme.indexOf('## Quick start'));
-    expect(readme.indexOf('npm test')).toBeLessThan(readme.indexOf('## Quick start'));
+    const quickStart = readme.indexOf('\n## Quick start\n');
+    expect(quickStart).toBeGreaterThan(-1);
+    for (const command of ['npm start', 'npm test']) {
+      const at = readme.indexOf(command);
+      expect(at, `README mentions ${command}`).toBeGreaterThan(-1);
+      expect(at, `${command} comes before the quick start`).toBeLessThan(quickStart);
+    }
+  });
+
+  it('tells macOS users how to add every loopback address the suite binds', () => {
+    const text = section('Running the tests');
+    // Each line `for i in $(seq A B); do sudo ifconfig lo0 alias 127.X.Y.$i up; done` covers 127.X.Y.A to 127.X.Y.B.
+    const ranges = [...text.matchAll(/seq (\d+) (\d+)\); do sudo ifconfig lo0 alias (127\.\d+\.\d+)\.\$i up/g)].map((m) => ({
+      prefix: m[3] ?? '',
+      from: Number(m[1]),
+      to: Number(m[2]),
+    }));
+    expect(ranges.length).toBeGreaterThan(0);
+    const addresses = loopbackAddressesInSources();
+    expect(addresses.length).toBeGreaterThan(0);
+    const uncovered = addresses.filter((address) => {
+      const last = Number(address.slice(address.lastIndexOf('.') + 1));
+      const prefix = address.slice(0, address.lastIndexOf('.'));
+      return !ranges.some((r) => r.prefix === prefix && last >= r.from && last <= r.to);
+    });
+    expect(uncovered).toEqual([]);
   });
 });

@@ -307,7 +307,8 @@ describe('receiver, strict', () => {
     await new Promise((resolve) => setTimeout(resolve, 50));
     const started = Date.now();
     await r.close();
-    expect(Date.now() - started).toBeLessThan(500);
+    // Not the 5 s DNS deadline: half of it leaves room for a slow machine.
+    expect(Date.now() - started).toBeLessThan(2500);
     const result = await sending;
     expect(result.ok).toBe(false);
     expect(r.sessions[0]?.rejected).toEqual([]);

@@ -26,7 +26,7 @@ it('sends as app.test', async () => {
   const transport = createTransport({
     host: '127.0.0.1',
     port: receiver.port,
-    localAddress: '127.0.0.42',     // any 127.x.y.z can be bound on Linux
+    localAddress: '127.0.0.42',     // any 127.x.y.z on Linux; on macOS alias it to lo0 first
     ignoreTLS: true,
     edge: { dns: { servers: [dns.server] } },
   });
