@@ -2,8 +2,9 @@
  * The CLI is a contract for scripts and CI: these tests run the built bin as a
  * child process, exactly as `npx mailedge` would, and read exit codes and output.
  */
-import { execFile } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,11 +20,12 @@ interface Run {
   stderr: string;
 }
 
-function run(args: string[], options: { env?: Record<string, string>; cwd?: string } = {}): Promise<Run> {
+/** `env` values of undefined take a variable out (Node leaves undefined ones out of the child's environment). */
+function run(args: string[], options: { env?: Record<string, string | undefined>; cwd?: string; nodeArgs?: string[] } = {}): Promise<Run> {
   return new Promise((resolve) => {
     execFile(
       process.execPath,
-      [BIN, ...args],
+      [...(options.nodeArgs ?? []), BIN, ...args],
       // A clean environment: nothing of the developer's SMTP_* settings leaks in.
       { env: { PATH: process.env.PATH ?? '', NO_COLOR: '1', ...options.env }, cwd: options.cwd ?? mkdtempSync(join(tmpdir(), 'mailedge-cli-')), timeout: 20_000 },
       (err, stdout, stderr) => {
@@ -208,6 +210,22 @@ describe('mailedge send', () => {
     expect(result.stderr).toContain('FCRDNS_MISMATCH');
   });
 
+  it('exits 1 when a recipient is refused before connecting, though the others got the message', async () => {
+    const result = await run([...sendArgs('127.0.0.2'), '--to', 'nobody@nullmx.example.test']);
+    expect(result.code).toBe(1);
+    expect(JSON.parse(result.stdout)).toMatchObject({
+      ok: false,
+      name: 'mail.good.test',
+      response: expect.stringMatching(/^250 /),
+      rejected: ['nobody@nullmx.example.test'],
+      rejectedErrors: [{ recipient: 'nobody@nullmx.example.test', code: 'RECIPIENT_NULL_MX', permanent: true }],
+    });
+    expect(world.strict.sessions.flatMap((session) => session.messages.map((m) => m.to))).toEqual([['someone@example.test']]);
+    const human = await run([...sendArgs('127.0.0.2'), '--to', 'nobody@nullmx.example.test'].filter((a) => a !== '--json'));
+    expect(human.code).toBe(1);
+    expect(human.stdout).toContain('not sent to nobody@nullmx.example.test');
+  });
+
   it('exits 2 when DNS does not answer', async () => {
     const args = sendArgs('127.0.0.2').map((a) => (a === world.dns.server ? '127.0.0.1:9' : a));
     const result = await run([...args, '--dns-timeout', '800']);
@@ -229,7 +247,7 @@ describe('mailedge send', () => {
   });
 });
 
-describe('usage', () => {
+describe.concurrent('usage', () => {
   it.each([
     [['check', '--bogus'], '--bogus'],
     [['check', '--dns', 'nonsense'], '--dns'],
@@ -240,11 +258,53 @@ describe('usage', () => {
     [['frobnicate'], 'frobnicate'],
     [[], 'command'],
     [['check'], '--host'],
-  ])('%j exits 64 naming %s on one line', async (args, flag) => {
+    [['check', '--local-address', '127.0.0.2', '--from', 'app'], '--from'],
+    [['check', '--local-address', '127.0.0.2', '--from', ''], '--from'],
+    [['send', '--host', '127.0.0.1', '--from', 'app.sender.test', '--to', 'x@y.test'], '--from'],
+  ])('%j exits 64 naming %s, then points at --help', async (args, flag) => {
     const result = await run(args);
     expect(result.code).toBe(64);
-    expect(result.stderr.trim().split('\n')).toHaveLength(1);
-    expect(result.stderr).toContain(flag);
+    const lines = result.stderr.trim().split('\n');
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toContain(flag);
+    const command = args[0] !== undefined && ['check', 'send'].includes(args[0]) ? `mailedge ${args[0]}` : 'mailedge';
+    expect(lines[1]).toBe(`Run "${command} --help" for usage.`);
+  });
+
+  it("keeps parseArgs' whole explanation, over several lines", async () => {
+    const result = await run(['check', '--dns', '--json']);
+    expect(result.code).toBe(64);
+    expect(result.stderr).toBe(
+      [
+        "mailedge check: Option '--dns' argument is ambiguous.",
+        "Did you forget to specify the option argument for '--dns'?",
+        "To specify an option argument starting with a dash use '--dns=-XYZ'.",
+        'Run "mailedge check --help" for usage.',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  // ESC (erase screen, colours), a C1 CSI, DEL, a bidi override and isolate, a line separator, and CR LF that would forge a line of ours.
+  const HOSTILE = 'x\u001b[2J\u001b[31m\u009b1m\u007f\u202etxt.exe\u2066\u2028\r\nmailedge: all good';
+  const RAW = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
+
+  it.each([
+    ['an unknown option', ['check', `--${HOSTILE}`], 'mailedge check: Unknown option'],
+    ['a positional argument', ['check', HOSTILE], 'mailedge check: Unexpected argument'],
+    ['an unknown command', [HOSTILE], 'mailedge: unknown command'],
+    ['a bad flag value', ['check', '--dns', HOSTILE], 'mailedge check: --dns: expected HOST:PORT'],
+    ['a bad --from', ['check', '--local-address', '127.0.0.2', '--from', HOSTILE], 'mailedge check: --from: expected an address'],
+  ])('escapes %s echoed in a usage error, code point by code point', async (_what, args, start) => {
+    const result = await run(args);
+    expect(result.code).toBe(64);
+    expect(result.stderr.startsWith(start)).toBe(true);
+    expect(result.stderr).not.toMatch(RAW);
+    // The argument's CR LF is shown, not obeyed: no line of the error is the forged one.
+    expect(result.stderr.split('\n')).not.toContain('mailedge: all good');
+    expect(result.stderr.split('\n')).toHaveLength(3);
+    expect(result.stderr).toContain('\\u{202E}txt.exe');
+    expect(result.stderr).toMatch(/\\027\[2J|\\u001b\[2J/);
   });
 
   it.each([
@@ -257,25 +317,262 @@ describe('usage', () => {
     expect(result.stderr).toContain(variable);
   });
 
+  describe('colour on a terminal', () => {
+    // A child's stdout is a pipe; this preload makes the real bin believe it is a terminal, as `script` would, portably.
+    const onTerminal = ['--import', 'data:text/javascript,process.stdout.isTTY=true'];
+    const check = (env: Record<string, string | undefined>): Promise<Run> =>
+      run(['check', '--local-address', '127.0.0.2', '--host', 'smtp.relay.test', ...dnsFlags()], { nodeArgs: onTerminal, env });
+    const ESC = '\u001b[';
+
+    it('is on when NO_COLOR is set but empty (no-color.org: only a non-empty value disables it)', async () => {
+      const result = await check({ NO_COLOR: '' });
+      expect(result.code).toBe(0);
+      expect(result.stdout).toContain(`${ESC}32m✔${ESC}0m destination`);
+    });
+
+    it('is off when NO_COLOR is non-empty, on when it is absent', async () => {
+      const off = await check({ NO_COLOR: '1' });
+      expect(off.code).toBe(0);
+      expect(off.stdout).not.toContain(ESC);
+      expect(off.stdout).toContain('✔ destination');
+      const absent = await check({ NO_COLOR: undefined });
+      expect(absent.stdout).toContain(ESC);
+    });
+  });
+
   it('ignores MAILEDGE_MODE for check, which has no mode', async () => {
     const result = await run(['check', '--local-address', '127.0.0.2', ...dnsFlags(), '--json'], { env: { MAILEDGE_MODE: 'bogus' } });
     expect(result.code).toBe(0);
   });
 
-  it.each([['check'], ['send'], ['demo'], []])('%j --help exits 0', async (...command) => {
+  it('--version prints the package version and exits 0', async () => {
+    const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+    const result = await run(['--version']);
+    expect(result).toEqual({ code: 0, stdout: `${version}\n`, stderr: '' });
+  });
+
+  it.each([['check'], ['send'], ['demo'], ['world'], []])('%j --help exits 0', async (...command) => {
     const result = await run([...command, '--help']);
     expect(result.code).toBe(0);
     expect(result.stdout).toContain('Usage: mailedge');
   });
 });
 
-describe('mailedge demo', () => {
-  it('shows one host sent and two refused, and exits 0', async () => {
-    const result = await run(['demo']);
+describe.concurrent('mailedge demo', () => {
+  // One run serves both tests: the demo starts a whole world of its own.
+  let demo: Promise<Run> | undefined;
+  const runDemo = (): Promise<Run> => (demo ??= run(['demo']));
+
+  it('says what it will show, shows one host sent and two refused, and exits 0', async () => {
+    const result = await runDemo();
     expect(result.code).toBe(0);
+    const lines = result.stdout.split('\n');
+    // Two lines of what is about to happen, before anything starts.
+    expect(lines[0]).toMatch(/^mailedge demo: three hosts send/);
+    expect(lines[1]).toMatch(/the good host sends, the two misconfigured ones are refused before connecting\.$/);
+    expect(lines[2]).toBe('');
+    expect(lines[3]).toMatch(/^DNS server on /);
     expect(result.stdout).toContain('the receiver saw 127.0.0.2 say EHLO mail.good.test');
     expect(result.stdout).toContain('refused [FCRDNS_MISMATCH]');
     expect(result.stdout).toContain('refused [PTR_MISSING]');
     expect(result.stdout).toContain('all three hosts behaved as expected');
   });
+
+  it('prints each fix once, and its skip lines give the true reason', async () => {
+    const { stdout } = await runDemo();
+    const fixes = stdout.split('\n').filter((line) => line.includes('fix: ')).map((line) => line.trim());
+    expect(fixes).toHaveLength(2);
+    expect(new Set(fixes).size).toBe(fixes.length);
+    const block = (host: string): string[] => {
+      const from = stdout.indexOf(`── host ${host}`);
+      const to = stdout.indexOf('\n── host', from + 1);
+      return stdout.slice(from, to === -1 ? undefined : to).split('\n');
+    };
+    const skips = (host: string): string[] => block(host).filter((line) => /^ {2}- /.test(line));
+    // 127.0.0.3 has a PTR name; what it lacks is the confirmation.
+    expect(skips('127.0.0.3').map((line) => line.replace(/^ {2}- \S+ +/, ''))).toEqual([
+      'not checked: there is a PTR name (mail.wrong.test), but it is not confirmed',
+      'not checked: there is a PTR name (mail.wrong.test), but it is not confirmed',
+      'not checked: there is a PTR name (mail.wrong.test), but it is not confirmed',
+    ]);
+    expect(skips('127.0.0.4').length).toBeGreaterThan(0);
+    for (const line of skips('127.0.0.4')) expect(line).toMatch(/not checked: there is no PTR record$/);
+  });
+});
+
+/** `mailedge world` as a child process, as a person runs it in a second terminal. */
+interface WorldProcess {
+  child: ChildProcess;
+  /** Everything printed up to and including the flag lines. */
+  banner: string;
+  relayFlags: string[];
+  directFlags: string[];
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>;
+}
+
+function startWorldProcess(args: string[] = ['--dns-port', '0', '--smtp-port', '0']): Promise<WorldProcess> {
+  const child = spawn(process.execPath, [BIN, 'world', ...args], { env: { PATH: process.env.PATH ?? '', NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.setEncoding('utf8');
+  child.stderr?.setEncoding('utf8');
+  child.stderr?.on('data', (chunk: string) => void (stderr += chunk));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>((resolve) =>
+    child.on('exit', (code, signal) => resolve({ code, signal, stderr })),
+  );
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`mailedge world printed no flags in time: ${stdout}${stderr}`));
+    }, 10_000);
+    void exited.then(({ code }) => {
+      clearTimeout(timer);
+      reject(new Error(`mailedge world exited with ${code}: ${stderr}`));
+    });
+    child.stdout?.on('data', (chunk: string) => {
+      stdout += chunk;
+      const lines = stdout.split('\n');
+      const relayAt = lines.indexOf('Flags for mailedge check / send:');
+      const directAt = lines.indexOf('Flags for mailedge send --direct:');
+      const relay = lines[relayAt + 1];
+      const direct = lines[directAt + 1];
+      if (relayAt === -1 || directAt === -1 || relay === undefined || direct === undefined || lines.length <= directAt + 2) return;
+      clearTimeout(timer);
+      resolve({ child, banner: stdout, relayFlags: relay.trim().split(' '), directFlags: direct.trim().split(' '), exited });
+    });
+  });
+}
+
+function flagValue(flags: string[], name: string): string {
+  const value = flags[flags.indexOf(name) + 1];
+  if (!flags.includes(name) || value === undefined) throw new Error(`no ${name} in ${flags.join(' ')}`);
+  return value;
+}
+
+/** Whether something accepts TCP connections at host:port. */
+function listening(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = createConnection({ host, port });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+describe.concurrent('mailedge world', () => {
+  it('prints the flags that check and send need, serves them, and stops cleanly on SIGTERM', async () => {
+    const world = await startWorldProcess();
+    try {
+      expect(world.relayFlags).toEqual(['--dns', expect.stringMatching(/^127\.0\.0\.1:\d+$/), '--host', 'smtp.relay.test', '--port', expect.stringMatching(/^\d+$/)]);
+      const checked = await run(['check', ...world.relayFlags, '--local-address', '127.0.0.2', '--from', 'app@sender.test', '--to', 'someone@example.test', '--json']);
+      expect(checked.code).toBe(0);
+      expect(JSON.parse(checked.stdout)).toMatchObject({ ok: true, address: '127.0.0.2', name: 'mail.good.test' });
+      const sent = await run(['send', ...world.relayFlags, '--local-address', '127.0.0.2', '--from', 'app@sender.test', '--to', 'someone@example.test']);
+      expect(sent).toMatchObject({ code: 0, stdout: expect.stringMatching(/^sent from 127\.0\.0\.2 as mail\.good\.test: 250 /) });
+      // The world's receiver is strict: a host the check lets through in warn mode is still turned away, as Gmail would.
+      const warned = await run(['send', ...world.relayFlags, '--local-address', '127.0.0.3', '--mode', 'warn', '--from', 'app@sender.test', '--to', 'someone@example.test']);
+      expect(warned.code).toBe(1);
+      expect(warned.stdout).toContain('5.7.25');
+      const direct = await run(['send', '--direct', ...world.directFlags, '--local-address', '127.0.0.2', '--from', 'app@sender.test', '--to', 'someone@example.test']);
+      expect(direct).toMatchObject({ code: 0, stdout: expect.stringContaining('example.test: delivered via mx.example.test: 250 ') });
+
+      const dns = flagValue(world.relayFlags, '--dns');
+      const smtpPort = Number(flagValue(world.relayFlags, '--port'));
+      world.child.kill('SIGTERM');
+      const exit = await world.exited;
+      expect(exit).toMatchObject({ code: 0, signal: null });
+      expect(exit.stderr).toBe('mailedge world: stopping\n');
+      // Torn down: nothing is left listening on its ports.
+      const [dnsHost = '', dnsPort = ''] = dns.split(':');
+      expect(await listening(dnsHost, Number(dnsPort))).toBe(false);
+      for (const host of ['127.0.0.100', '127.0.0.101', '127.0.0.201']) expect(await listening(host, smtpPort)).toBe(false);
+    } finally {
+      world.child.kill('SIGKILL');
+    }
+  }, 60_000);
+
+  it('stops cleanly on Ctrl-C (SIGINT) too', async () => {
+    const world = await startWorldProcess();
+    world.child.kill('SIGINT');
+    expect(await world.exited).toMatchObject({ code: 0, signal: null });
+  });
+
+  it('prints the endpoints as JSON with --json', async () => {
+    const child = spawn(process.execPath, [BIN, 'world', '--dns-port', '0', '--smtp-port', '0', '--json'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      const line = await new Promise<string>((resolve) => {
+        let text = '';
+        child.stdout.setEncoding('utf8');
+        child.stdout.on('data', (chunk: string) => {
+          text += chunk;
+          if (text.includes('\n')) resolve(text.split('\n')[0] ?? '');
+        });
+      });
+      const parsed = JSON.parse(line) as { dns: string; receivers: Array<{ name: string; port: number }>; flags: { relay: string[]; direct: string[] } };
+      expect(parsed.receivers.map((r) => r.name)).toEqual(['smtp.relay.test', 'plain.relay.test', 'mx.example.test']);
+      expect(parsed.flags.relay).toEqual(['--dns', parsed.dns, '--host', 'smtp.relay.test', '--port', String(parsed.receivers[0]?.port)]);
+      const checked = await run(['check', ...parsed.flags.relay, '--local-address', '127.0.0.4', '--json']);
+      expect(checked.code).toBe(1);
+    } finally {
+      child.kill('SIGTERM');
+    }
+  });
+
+  it('exits 1 naming the flag when its port is taken', async () => {
+    const first = await startWorldProcess();
+    try {
+      const port = flagValue(first.relayFlags, '--dns').split(':')[1] ?? '';
+      const second = await run(['world', '--dns-port', port, '--smtp-port', '0']);
+      expect(second.code).toBe(1);
+      expect(second.stderr).toBe(`mailedge world: 127.0.0.1:${port} is in use (another mailedge world?): stop it, or pass --dns-port 0 for any free port\n`);
+    } finally {
+      first.child.kill('SIGTERM');
+      await first.exited;
+    }
+  });
+});
+
+describe.concurrent("the README's CLI examples, against mailedge world", () => {
+  const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+  const cli = readme.slice(readme.indexOf('\n## CLI\n'), readme.indexOf('\n## ', readme.indexOf('\n## CLI\n') + 1));
+  const lines = cli.split('\n');
+  /** Each `$ mailedge ...` line and the output lines shown under it (up to "...", a blank line or the block's end). */
+  const examples = lines.flatMap((line, i) => {
+    const match = /^\$ mailedge (.+)$/.exec(line);
+    if (!match?.[1]) return [];
+    const shown: string[] = [];
+    for (const next of lines.slice(i + 1)) {
+      if (next === '...' || next === '' || next.startsWith('```') || next.startsWith('$ ')) break;
+      shown.push(next);
+    }
+    return [{ args: match[1].split(' '), shown }];
+  });
+  /** A line shown in the README, with "..." standing for text that differs per run (ids, paths). */
+  const pattern = (line: string): RegExp => new RegExp(`^${line.split('...').map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`);
+
+  it('has examples, the world among them', () => {
+    expect(examples.length).toBeGreaterThanOrEqual(5);
+    expect(examples[0]?.args).toEqual(['world']);
+  });
+
+  it('each runs as shown, printing what the README shows', async () => {
+    const world = await startWorldProcess();
+    try {
+      const dns = flagValue(world.relayFlags, '--dns');
+      const port = flagValue(world.relayFlags, '--port');
+      // The README uses the world's default ports; this world took free ones.
+      const here = (text: string): string => text.replaceAll('127.0.0.1:5300', dns).replaceAll('2525', port);
+      for (const { args, shown } of examples) {
+        const out = args[0] === 'world' ? world.banner : (await run(args.map(here))).stdout;
+        const got = out.split('\n');
+        expect(shown.length, `the README shows output for mailedge ${args.join(' ')}`).toBeGreaterThan(0);
+        shown.forEach((line, i) => expect(got[i], `line ${i + 1} of mailedge ${args.join(' ')}`).toMatch(pattern(here(line))));
+      }
+    } finally {
+      world.child.kill('SIGTERM');
+      await world.exited;
+    }
+  }, 60_000);
 });

@@ -2,7 +2,7 @@ import { preflight } from '../preflight.js';
 import { renderReport } from '../report/human.js';
 import { toJsonReport } from '../report/json.js';
 import { reportStatus, type PreflightReport } from '../checks/types.js';
-import { EDGE_FLAGS, parseFlags } from './args.js';
+import { EDGE_FLAGS, parseFlags, requireAddress } from './args.js';
 import { EXIT, UsageError, useColor, type CliIo } from './io.js';
 import { environment, transportOptions } from './settings.js';
 
@@ -51,7 +51,7 @@ export async function checkCommand(args: string[], io: CliIo): Promise<number> {
   if (!options.host && !options.localAddress && !options.edge?.publicAddress && !options.edge?.pool) {
     throw new UsageError('--host: give the destination, or --local-address / --public-address (or SMTP_HOST, MAILEDGE_LOCAL_ADDRESS)');
   }
-  if (flags.from !== undefined && flags.from.trim() === '') throw new UsageError('--from: expected an address');
+  if (flags.from !== undefined) requireAddress('--from', flags.from);
   const report = await preflight(options, { ...(flags.from !== undefined ? { from: flags.from } : {}), ...(flags.to ? { to: flags.to } : {}) });
   io.stdout.write(flags.json ? `${JSON.stringify(toJsonReport(report), null, 2)}\n` : renderReport(report, { color: useColor(io) }));
   return exitCodeFor(report);

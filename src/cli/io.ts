@@ -4,6 +4,12 @@ export interface CliIo {
   stderr: { write(text: string): unknown };
   env: Record<string, string | undefined>;
   cwd: string;
+  /**
+   * Aborted on Ctrl-C or SIGTERM. A function, so that only a command that runs
+   * until stopped (world) takes the signals over: for the others the default,
+   * dying at once, is right.
+   */
+  stopSignal?: () => AbortSignal;
 }
 
 export const EXIT = {
@@ -17,6 +23,7 @@ export class UsageError extends Error {
   override name = 'UsageError';
 }
 
+/** no-color.org: only a non-empty NO_COLOR turns colour off. */
 export function useColor(io: CliIo): boolean {
-  return io.stdout.isTTY === true && io.env.NO_COLOR === undefined && io.env.TERM !== 'dumb';
+  return io.stdout.isTTY === true && (io.env.NO_COLOR ?? '') === '' && io.env.TERM !== 'dumb';
 }
