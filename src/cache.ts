@@ -31,10 +31,12 @@ export interface StaleOnFailure<V> {
   /** Milliseconds past its expiry during which an entry may stand in for a failed reload. */
   window: number;
   /**
-   * Whether a loaded value is a failure (a rejected loader always is). A
-   * failure is never kept: it would overwrite the answer it failed to renew.
+   * Whether a loaded value is a failure (a rejected loader always is), given
+   * the entry it would replace, if any is still within its window: so a
+   * definitive answer can end the old value while a temporary one keeps it.
+   * A failure is never kept: it would overwrite the answer it failed to renew.
    */
-  failed(value: V): boolean;
+  failed(value: V, stale: V | undefined): boolean;
   /**
    * What is served in place of a failed reload, from the entry it failed to
    * renew. Kept when its expiry is in the future, still within the original
@@ -187,7 +189,7 @@ export class Cache<K, V extends NonNullable<unknown>> {
   }
 
   private settle(key: K, loaded: Loaded<V>): V {
-    if (this.stale?.failed(loaded.value)) return this.standIn(key, { value: loaded.value });
+    if (this.stale?.failed(loaded.value, this.live(key)?.value)) return this.standIn(key, { value: loaded.value });
     this.set(key, loaded.value, loaded.expiresAt);
     return loaded.value;
   }

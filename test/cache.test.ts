@@ -248,6 +248,18 @@ describe('stale on failure, where the caller asks for it', () => {
     expect(loads).toBe(2);
   });
 
+  it('lets failed() see the entry it would replace: a definitive answer ends the old value at once', async () => {
+    const clock = clockAt(0);
+    type Named = { name: string; temporary: boolean };
+    const c = cache<Named>({ clock, staleOnFailure: { window: 5_000, failed: (fresh, stale) => fresh.temporary && stale !== undefined && !stale.temporary } });
+    c.set('k', { name: 'mail.old', temporary: false }, 1_000);
+    clock.t = 2_000;
+    expect((await c.getOrLoad('k', async () => ({ value: { name: '', temporary: true }, expiresAt: 2_000 }))).name).toBe('mail.old');
+    // A definitive new answer is no failure: it replaces the old name within the window.
+    expect((await c.getOrLoad('k', async () => ({ value: { name: 'mail.new', temporary: false }, expiresAt: 9_000 }))).name).toBe('mail.new');
+    expect(c.get('k')?.name).toBe('mail.new');
+  });
+
   it('counts stale entries against the bound', () => {
     const clock = clockAt(0);
     const c = cache<Answer>({ clock, max: 2, staleOnFailure: { window: 5_000, failed } });
