@@ -80,6 +80,8 @@ export class RelayRoute implements Route {
     this.maxConnections = Number(smtp.maxConnections) || 5;
     // Nodemailer reads 0 as "use the default"; so does mailedge.
     this.connectionTimeout = Number(smtp.connectionTimeout) || DEFAULT_CONNECTION_TIMEOUT;
+    // As Nodemailer's pool does: an 'idle' once it is ready, for apps that start sending on it.
+    if (this.pooled) setImmediate(() => this.idling && !this.closed && this.context.emit('idle'));
   }
 
   /** The identity now, from cache when it is within its TTL. */

@@ -26,9 +26,12 @@ export async function connectChecked(identity: Identity, port: number, localAddr
       lastError = err as Error;
     }
   }
-  // Nodemailer's shape for a connection that never opened.
-  const fields = lastError as Error & { code?: string; command?: string };
-  fields.code ??= 'ECONNECTION';
+  // Nodemailer's shape for a connection that never opened: ECONNECTION (or ETIMEDOUT), the system's code kept as originalCode.
+  const fields = lastError as Error & { code?: string; originalCode?: string; command?: string };
+  if (fields.code !== 'ETIMEDOUT') {
+    if (fields.code !== undefined && fields.code !== 'ECONNECTION') fields.originalCode = fields.code;
+    fields.code = 'ECONNECTION';
+  }
   fields.command = 'CONN';
   throw markNeverConnected(lastError);
 }
@@ -38,7 +41,7 @@ function openSocket(host: string, port: number, localAddress: string | undefined
     const socket = connect({ host, port, ...(localAddress ? { localAddress } : {}) });
     const timer = setTimeout(() => {
       socket.destroy();
-      reject(Object.assign(new Error(`Connection timeout to ${host}:${port}`), { code: 'ETIMEDOUT' }));
+      reject(Object.assign(new Error(`Connection timeout to ${host}:${port}`), { code: 'ETIMEDOUT', timeoutType: 'CONNECT_TIMEOUT' }));
     }, timeout);
     const onError = (err: Error): void => {
       clearTimeout(timer);
