@@ -410,8 +410,15 @@ interface WorldProcess {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>;
 }
 
+/** Every world child started, so that one left behind by a test that timed out is still killed. */
+const worldChildren = new Set<ChildProcess>();
+afterAll(() => {
+  for (const child of worldChildren) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+});
+
 function startWorldProcess(args: string[] = ['--dns-port', '0', '--smtp-port', '0']): Promise<WorldProcess> {
   const child = spawn(process.execPath, [BIN, 'world', ...args], { env: { PATH: process.env.PATH ?? '', NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  worldChildren.add(child);
   let stdout = '';
   let stderr = '';
   child.stdout?.setEncoding('utf8');
@@ -501,6 +508,7 @@ describe.concurrent('mailedge world', () => {
 
   it('prints the endpoints as JSON with --json', async () => {
     const child = spawn(process.execPath, [BIN, 'world', '--dns-port', '0', '--smtp-port', '0', '--json'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    worldChildren.add(child);
     try {
       const line = await new Promise<string>((resolve) => {
         let text = '';
