@@ -5,6 +5,7 @@
  */
 import { setMaxListeners } from 'node:events';
 import { isIPv6 } from 'node:net';
+import { hostname } from 'node:os';
 import { Resolver, type Lookup } from './dns/resolver.js';
 import { digLine } from './checks/evidence.js';
 import { checkFcrdns } from './checks/fcrdns.js';
@@ -13,7 +14,7 @@ import { checkGenericPtr } from './checks/generic-ptr.js';
 import { checkDkim } from './checks/dkim.js';
 import { IDENTITY_CHECK_IDS, severityOf } from './checks/registry.js';
 import { enforcedFailures, isFailing, withSeverity, type CheckResult, type CheckVerdict, type PreflightReport } from './checks/types.js';
-import { findEdge, type EdgeAddress } from './edge/source.js';
+import { findEdge, findInternetEdge, type EdgeAddress } from './edge/source.js';
 import { resolveRoute, type ResolvedDestination } from './routes/destination.js';
 import { usableRequestedName, type ResolvedEdgeOptions } from './options.js';
 
@@ -43,12 +44,19 @@ export interface Identity {
    * is unobtainable or unchanged.
    */
   ptr: Array<{ address: string; names: string[] | null }>;
+  /**
+   * The destination is a relay on this machine (loopback): the identity is the
+   * one the outside world will see, reported and warned about, never a
+   * reason to refuse, since the local MTA decides what leaves the machine.
+   */
+  local: boolean;
 }
 
 const ORIGIN_TEXT: Record<EdgeAddress['origin'], string> = {
   publicAddress: 'edge.publicAddress (NAT)',
   localAddress: 'the bound localAddress',
   kernel: 'the kernel\'s source address for the destination',
+  internet: 'the kernel\'s source address toward the internet: the relay is on this machine',
 };
 
 export function createResolver(options: ResolvedEdgeOptions): Resolver {
@@ -246,9 +254,10 @@ export class EdgeVerifier {
       }
     }
 
+    const local = route?.kind === 'ok' && this.isLocalHop(route.addresses);
     let edge: EdgeAddress;
     try {
-      edge = await findEdge(options, destination ?? '', options.port);
+      edge = local ? await findInternetEdge(options, route.family) : await findEdge(options, destination ?? '', options.port);
     } catch (err) {
       checks.push({
         id: 'edge-address',
@@ -259,7 +268,10 @@ export class EdgeVerifier {
         hint: 'Set localAddress, or edge.publicAddress when this host is behind NAT.',
         evidence: [],
       });
-      return this.finish(checks, lookups, null, destination, addresses);
+      if (!local) return this.finish(checks, lookups, null, destination, addresses);
+      // A relay on this machine is reached whatever the internet route: the hop is local, the check only informs.
+      const loopback: EdgeAddress = { address: await findEdge({}, destination ?? '', options.port).then((e) => e.address, () => destination ?? '127.0.0.1'), origin: 'kernel' };
+      return this.finish(checks, lookups, null, destination, addresses, loopback, this.fallbackName(loopback.address, true), true);
     }
     checks.push({
       id: 'edge-address',
@@ -268,7 +280,10 @@ export class EdgeVerifier {
       actual: `${edge.address} (${ORIGIN_TEXT[edge.origin]})`,
       code: null,
       hint: null,
-      evidence: edge.origin === 'publicAddress' && options.localAddress ? [`bound to ${options.localAddress}, seen as ${edge.address}`] : [],
+      evidence: [
+        ...(edge.origin === 'publicAddress' && options.localAddress ? [`bound to ${options.localAddress}, seen as ${edge.address}`] : []),
+        ...(local ? [`the relay ${options.host} (${destination}) is on this machine: the address checked is the one the world beyond it sees`] : []),
+      ],
     });
 
     const verdict = await (early ?? checkFcrdns(edge.address, this.resolver, signal, fcrdnsOptions));
@@ -276,18 +291,36 @@ export class EdgeVerifier {
     lookups.push(...verdict.lookups);
     checks.push(this.ehloCheck(verdict.name));
     const confirmed = verdict.name !== null && !checks.some(isFailing);
-    const ehloName = confirmed ? verdict.name : this.fallbackName(edge.address);
+    const ehloName = confirmed ? verdict.name : this.fallbackName(edge.address, local);
     // Judged with the identity and cached with it: none of these depends on the message.
     checks.push(...(await this.deliverabilityChecks(edge.address, confirmed ? verdict.name : null, ehloName, signal)));
-    const identity = this.finish(checks, lookups, verdict.name, destination, addresses, edge, ehloName);
+    const identity = this.finish(checks, lookups, verdict.name, destination, addresses, edge, ehloName, local);
     identity.report.ptrNames = verdict.ptrNames;
     const ptrUnanswered = verdict.checks[0].status === 'temperror';
     identity.ptr = [{ address: edge.address, names: ptrUnanswered ? null : verdict.ptrNames.map((p) => p.name.toLowerCase()) }];
     return identity;
   }
 
-  /** In warn mode the mail goes out unconfirmed: as the `name` option if it is a hostname, else as the address literal (RFC 5321 section 4.1.3). */
-  private fallbackName(address: string): string | null {
+  /**
+   * The relay is on this machine (loopback) when the options say so
+   * (edge.localRelay: true), or by default when every address of the
+   * destination is loopback and no source address is bound.
+   */
+  private isLocalHop(addresses: readonly string[]): boolean {
+    const { localRelay, localAddress } = this.options;
+    if (localRelay !== undefined) return localRelay;
+    return localAddress === undefined && addresses.length > 0 && addresses.every(isLoopback);
+  }
+
+  /**
+   * In warn mode the mail goes out unconfirmed: as the `name` option if it is
+   * a hostname, else as the address literal (RFC 5321 section 4.1.3). To a
+   * relay on this machine, always, and as a fully-qualified name: the `name`
+   * option, else this host's name when it is fully qualified, else
+   * localhost.localdomain.
+   */
+  private fallbackName(address: string, local = false): string | null {
+    if (local) return usableRequestedName(this.options.requestedName) ?? usableRequestedName(hostname()) ?? 'localhost.localdomain';
     if (this.options.mode !== 'warn') return null;
     const literal = isIPv6(address) ? `[IPv6:${address}]` : `[${address}]`;
     return usableRequestedName(this.options.requestedName) ?? literal;
@@ -364,9 +397,12 @@ export class EdgeVerifier {
     addresses: string[],
     edge: EdgeAddress | null = null,
     ehloName: string | null = null,
+    local = false,
   ): Identity {
     const now = this.options.clock.now();
-    const checks: CheckResult[] = verdicts.map((v) => withSeverity(v, severityOf(v.id, this.options.mode, this.options.checks)));
+    // Past a relay on this machine, the identity informs and warns: the local MTA decides what leaves.
+    const mode = local ? 'warn' : this.options.mode;
+    const checks: CheckResult[] = verdicts.map((v) => withSeverity(v, severityOf(v.id, mode, this.options.checks)));
     const temporary = checks.some((c) => c.status === 'temperror' && holdsIdentity(c));
     const ok = enforcedFailures(checks).length === 0;
     const passed = !checks.some(holdsIdentity);
@@ -395,8 +431,13 @@ export class EdgeVerifier {
       passed,
       family: edge ? (isIPv6(edge.address) ? 6 : 4) : null,
       ptr: [],
+      local,
     };
   }
+}
+
+function isLoopback(address: string): boolean {
+  return address === '::1' || address.startsWith('127.');
 }
 
 /** A failure that holds a send: any FCrDNS-side one (whatever the mode), or an enforced deliverability check. */

@@ -68,6 +68,15 @@ export interface EdgeOptions {
    * loopback receiver's port.
    */
   mxPort?: number;
+  /**
+   * Whether `host` is a relay on this machine (a local Postfix on loopback).
+   * Then the identity checked is the one the world beyond it sees
+   * (edge.publicAddress, else the kernel's source toward the internet), a
+   * failure is a warning rather than a refusal, and EHLO carries the confirmed
+   * name or another fully-qualified one. Default: true exactly when every
+   * address of `host` is loopback and no localAddress is bound.
+   */
+  localRelay?: boolean;
 }
 
 export interface PoolMemberOptions {
@@ -102,6 +111,8 @@ export interface ResolvedEdgeOptions {
   direct: boolean;
   /** The port of MX hosts in direct delivery (25 but in tests). */
   mxPort: number;
+  /** edge.localRelay as given: undefined means decided from the destination. */
+  localRelay: boolean | undefined;
   mode: EdgeMode;
   servers: DnsServerAddress[];
   timeout: number;
@@ -158,7 +169,7 @@ function ipAddress(value: unknown, option: string): string | undefined {
   return canonicalAddress(value);
 }
 
-const EDGE_KEYS = new Set(['publicAddress', 'family', 'pool', 'poolSticky', 'mxPort', 'mode', 'dns', 'maxPtrNames', 'clock', 'checks', 'genericPtrAllow']);
+const EDGE_KEYS = new Set(['publicAddress', 'family', 'pool', 'poolSticky', 'mxPort', 'localRelay', 'mode', 'dns', 'maxPtrNames', 'clock', 'checks', 'genericPtrAllow']);
 const CHECK_SETTINGS: readonly CheckSetting[] = ['enforce', 'warn', 'off'];
 
 function checkSettings(value: unknown): Record<DeliverabilityCheckId, CheckSetting> {
@@ -329,6 +340,11 @@ export function resolveEdgeOptions(options: MailedgeOptions): ResolvedEdgeOption
   }
   refuseBypasses(options);
 
+  if (edge.localRelay !== undefined && typeof edge.localRelay !== 'boolean') {
+    throw new InvalidOptionError('edge.localRelay', `expected true or false, got ${JSON.stringify(edge.localRelay)}`);
+  }
+  if (edge.localRelay === true && direct) throw new InvalidOptionError('edge.localRelay', 'not with direct: true, whose MX hosts are never on this machine');
+
   const checks = checkSettings(edge.checks);
   const genericPtrAllow = allowList(edge.genericPtrAllow);
 
@@ -340,6 +356,7 @@ export function resolveEdgeOptions(options: MailedgeOptions): ResolvedEdgeOption
     poolSticky: edge.poolSticky === true,
     direct,
     mxPort,
+    localRelay: edge.localRelay as boolean | undefined,
     mode,
     servers,
     timeout,

@@ -170,7 +170,8 @@ function directRoute(options: MailedgeOptions, edgeOptions: ResolvedEdgeOptions,
     maxHosts: MAX_MX_ROUTES,
     // Each MX host is a relay host on the MX port, checked and connected to like any other.
     hostRoute: (exchange) => {
-      const hostOptions: MailedgeOptions = { ...rest, host: exchange, port: edgeOptions.mxPort, edge: edgeRest };
+      // An MX host is never a relay on this machine, whatever address it has.
+      const hostOptions: MailedgeOptions = { ...rest, host: exchange, port: edgeOptions.mxPort, edge: { ...edgeRest, localRelay: false } };
       return relayOrPool(hostOptions, resolveEdgeOptions(hostOptions), context);
     },
     // With direct: true the options name no host: this route checks the edge alone.

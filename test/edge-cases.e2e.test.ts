@@ -37,7 +37,7 @@ afterAll(async () => {
 });
 
 function transport(options: MailedgeOptions): MailedgeTransport {
-  const t = createTransport({ ignoreTLS: true, ...options, edge: { ...options.edge, dns: { servers: [dns.server], timeout: 1000, ...options.edge?.dns } } });
+  const t = createTransport({ ignoreTLS: true, ...options, edge: { localRelay: false, ...options.edge, dns: { servers: [dns.server], timeout: 1000, ...options.edge?.dns } } });
   transports.push(t);
   return t;
 }

@@ -52,7 +52,7 @@ afterAll(async () => {
 });
 
 function options(extra: Partial<MailedgeOptions> = {}): MailedgeOptions {
-  return { host: 'dual.relay.test', port: v6.port, ignoreTLS: true, ...extra, edge: { ...extra.edge, dns: { servers: [dns.server], timeout: 1000 } } };
+  return { host: 'dual.relay.test', port: v6.port, ignoreTLS: true, ...extra, edge: { localRelay: false, ...extra.edge, dns: { servers: [dns.server], timeout: 1000 } } };
 }
 
 function transport(extra: Partial<MailedgeOptions> = {}): MailedgeTransport {

@@ -327,10 +327,11 @@ export class RelayRoute implements Route {
     return { outgoing: withEnvelope(mail, { from: envelope.from, to: remaining }), refused };
   }
 
-  /** Warnings about the identity a send goes out under: once per verdict when confirmed, on every send when not. */
+  /** Warnings about the identity a send goes out under: once per verdict when confirmed (or past a local relay), on every send when not. */
   private announce(identity: Identity, decision: Decision): void {
     const { report } = identity;
-    if (!decision.verified) {
+    // Past a relay on this machine an unconfirmed identity is news once per verdict, like any warn-level finding.
+    if (!decision.verified && !identity.local) {
       const failed = decision.failed;
       this.context.warn({
         code: 'UNVERIFIED_SEND',

@@ -69,7 +69,8 @@ export async function startWorld(): Promise<World> {
       const transport = createTransport({
         ignoreTLS: true,
         ...options,
-        edge: { ...options.edge, dns: { servers: [dns.server], timeout: 2000, ...options.edge?.dns } },
+        // The world plays the internet on loopback: its relays are not on "this machine".
+        edge: { localRelay: false, ...options.edge, dns: { servers: [dns.server], timeout: 2000, ...options.edge?.dns } },
       });
       world.transports.push(transport);
       return transport;
