@@ -1,11 +1,16 @@
 /**
- * The parts of mailauth (CommonJS, no type declarations) that the checks use,
- * loaded on first use so that importing mailedge does not pay for mailauth's
- * dependency tree (joi, libmime) unless an SPF or DMARC check actually runs.
- * Each require result is checked at run time before it is given a type, so a
- * changed mailauth fails loudly here instead of returning nonsense verdicts.
+ * The parts of mailauth and of the Public Suffix List that the checks use.
+ *
+ * mailauth's SPF module is loaded on first use, so that importing mailedge does
+ * not pay for mailauth's dependency tree (joi, libmime) unless an SPF check
+ * actually runs. Its types are mailauth's own (mailauth 4.13 ships declarations);
+ * the only narrowing here is of the two places where they are looser or
+ * stricter than what mailauth does: the resolver hook also answers MX lookups
+ * with { exchange, priority } objects, and an SPF result is one of RFC 7208's
+ * seven names, checked at run time before it is given that type.
  */
-import { createRequire } from 'node:module';
+import type { DNSResolver, SPFOptions, SPFResult } from 'mailauth';
+import { getDomain } from 'tldts';
 
 /** What mailauth's resolver hook must return, shaped like node:dns's promises API. */
 export type MailauthRecords = string[] | string[][] | Array<{ exchange: string; priority: number }>;
@@ -14,67 +19,55 @@ export type MailauthResolver = (name: string, rrtype: string) => Promise<Mailaut
 
 export type SpfResultName = 'pass' | 'fail' | 'softfail' | 'neutral' | 'none' | 'temperror' | 'permerror';
 
-export interface SpfVerifyOptions {
+const SPF_RESULTS: readonly SpfResultName[] = ['pass', 'fail', 'softfail', 'neutral', 'none', 'temperror', 'permerror'];
+
+export interface SpfVerifyOptions extends Omit<SPFOptions, 'resolver' | 'sender' | 'mta'> {
   /** Envelope sender address; mailauth takes the domain after the last "@". */
   sender: string;
-  ip: string;
-  helo?: string;
   /** Appears in the result's comment; mailauth otherwise uses os.hostname(). */
   mta: string;
   resolver: MailauthResolver;
 }
 
-export interface SpfVerifyResult {
-  domain: string;
-  /** The v=spf1 record of the sender domain, when one was found. */
-  rr?: string;
+export interface SpfVerifyResult extends Omit<SPFResult, 'status'> {
   status: { result: SpfResultName; comment?: string };
-  lookups?: { limit: number; count: number; void: number };
 }
 
-interface SpfModule {
-  spf(options: SpfVerifyOptions): Promise<SpfVerifyResult>;
+type SpfFunction = (options: SPFOptions) => Promise<SPFResult>;
+
+let spfFunction: Promise<SpfFunction> | undefined;
+
+function loadSpf(): Promise<SpfFunction> {
+  spfFunction ??= import('mailauth/lib/spf/index.js').then((loaded: { spf?: unknown; default?: { spf?: unknown } }) => {
+    const spf = loaded.spf ?? loaded.default?.spf;
+    if (typeof spf !== 'function') throw new Error('mailauth/lib/spf does not export spf(): is mailauth ~4.13 installed?');
+    return spf as SpfFunction;
+  });
+  return spfFunction;
 }
 
-interface TldtsModule {
-  getDomain(hostname: string, options?: { allowIcannDomains?: boolean; allowPrivateDomains?: boolean }): string | null;
-}
-
-const requireHere = createRequire(import.meta.url);
-let spfModule: SpfModule | undefined;
-let tldts: TldtsModule | null | undefined;
-
-export function mailauthSpf(): SpfModule['spf'] {
-  if (!spfModule) {
-    const loaded: unknown = requireHere('mailauth/lib/spf');
-    if (!hasFunction(loaded, 'spf')) throw new Error('mailauth/lib/spf does not export spf(): is mailauth ~4.9 installed?');
-    spfModule = loaded as SpfModule;
-  }
-  return spfModule.spf.bind(spfModule);
+export function mailauthSpf(): (options: SpfVerifyOptions) => Promise<SpfVerifyResult> {
+  return async (options) => {
+    const spf = await loadSpf();
+    // mailauth's DNSResolver type leaves out the MX objects its SPF code asks for and uses.
+    const result = await spf({ ...options, resolver: options.resolver as DNSResolver });
+    const name = result.status.result;
+    const known = SPF_RESULTS.find((r) => r === name);
+    if (!known) throw new Error(`mailauth returned an SPF result outside RFC 7208: ${JSON.stringify(name)}`);
+    return { ...result, status: { ...result.status, result: known } };
+  };
 }
 
 /**
- * The registrable ("organisational", RFC 7489 section 3.2) domain of `name`,
- * by the Public Suffix List copy that mailauth's own DMARC code uses, with the
- * same options (private suffixes such as github.io count as public). Without
- * that list (tldts not found), the last two labels: right for .com and .test,
- * wrong for co.uk, which only costs one extra DMARC lookup.
+ * The registrable ("organisational", RFC 7489 section 3.2) domain of `name`, by
+ * the Public Suffix List (tldts), with private suffixes such as github.io
+ * counting as public, as mailauth's own DMARC code does. A name under no listed
+ * suffix (.test, .example) falls under the PSL's implicit "*" rule: its last two
+ * labels. A name that has no registrable domain (a public suffix itself, or one
+ * label) is its own organisational domain. The name's syntax is judged by the
+ * checks, not here, so tldts's own hostname validation is off.
  */
 export function organisationalDomain(name: string): string {
   const lower = name.toLowerCase();
-  if (tldts === undefined) {
-    try {
-      // Resolved from mailauth's location: tldts is its dependency, not ours, and may not be hoisted.
-      const loaded: unknown = createRequire(requireHere.resolve('mailauth'))('tldts');
-      tldts = hasFunction(loaded, 'getDomain') ? (loaded as TldtsModule) : null;
-    } catch {
-      tldts = null;
-    }
-  }
-  const found = tldts?.getDomain(lower, { allowIcannDomains: true, allowPrivateDomains: true });
-  return found ?? lower.split('.').slice(-2).join('.');
-}
-
-function hasFunction(value: unknown, key: string): boolean {
-  return typeof value === 'object' && value !== null && typeof (value as Record<string, unknown>)[key] === 'function';
+  return getDomain(lower, { allowIcannDomains: true, allowPrivateDomains: true, validateHostname: false }) ?? lower;
 }

@@ -7,7 +7,8 @@
  * form, where every byte outside letters, digits and hyphens stays visible as an
  * escape (\. \\ \DDD) instead of disappearing.
  */
-import { isIPv4, isIPv6 } from 'node:net';
+import { isIPv4, isIPv6, SocketAddress } from 'node:net';
+import ipaddr from 'ipaddr.js';
 
 export const RecordType = {
   A: 1,
@@ -248,10 +249,17 @@ class Reader {
 }
 
 function ipv6FromBytes(bytes: Buffer): string {
-  const groups: string[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push(bytes.readUInt16BE(i).toString(16));
-  // Let the URL parser produce the canonical compressed form.
-  return new URL(`http://[${groups.join(':')}]`).hostname.slice(1, -1);
+  return ipv6Text(ipaddr.fromByteArray([...bytes]).toNormalizedString());
+}
+
+/**
+ * The RFC 5952 text of a valid IPv6 address (lower case, the first longest zero
+ * run compressed), exactly as Node prints socket addresses: parsed by ipaddr.js,
+ * printed by Node's inet_ntop. ipaddr.js's own toString() compresses a later
+ * run when a leading one is as long (0:0:1:0:0:1:2:3 becomes 0:0:1::1:2:3).
+ */
+export function ipv6Text(address: string): string {
+  return new SocketAddress({ address: ipaddr.IPv6.parse(address).toNormalizedString(), family: 'ipv6' }).address;
 }
 
 function readRecord(reader: Reader): ResourceRecord {
@@ -383,17 +391,7 @@ class Writer {
 }
 
 function ipv6ToBytes(address: string): Buffer {
-  const [head = '', tail] = address.split('::');
-  const parse = (part: string): number[] => (part === '' ? [] : part.split(':').flatMap(groupBytes));
-  const groupBytes = (group: string): number[] => {
-    if (isIPv4(group)) return group.split('.').map(Number);
-    const v = parseInt(group, 16);
-    return [v >> 8, v & 0xff];
-  };
-  const front = parse(head);
-  const back = tail === undefined ? [] : parse(tail);
-  const zeros = new Array<number>(16 - front.length - back.length).fill(0);
-  return Buffer.from([...front, ...zeros, ...back]);
+  return Buffer.from(ipaddr.IPv6.parse(address).toByteArray());
 }
 
 function writeRdata(writer: Writer, record: RecordData): void {
@@ -535,10 +533,8 @@ export function reverseName(address: string): string {
 /** Canonical text form of an address, with IPv4-mapped IPv6 reduced to IPv4. */
 export function canonicalAddress(address: string): string {
   const bare = address.split('%')[0] ?? address;
-  if (isIPv4(bare)) return bare;
-  if (!isIPv6(bare)) return bare;
-  const bytes = ipv6ToBytes(bare);
-  const mapped = bytes.subarray(0, 10).every((b) => b === 0) && bytes[10] === 0xff && bytes[11] === 0xff;
-  if (mapped) return Array.from(bytes.subarray(12)).join('.');
-  return ipv6FromBytes(bytes);
+  // node:net decides what is an address: ipaddr.js also takes IPv4 shorthands such as 127.1.
+  if (!isIPv6(bare) || !ipaddr.IPv6.isValid(bare)) return bare;
+  const ip = ipaddr.IPv6.parse(bare);
+  return ip.isIPv4MappedAddress() ? ip.toIPv4Address().toString() : ipv6Text(bare);
 }

@@ -14,6 +14,7 @@ import {
   decodeMessage,
   encodeMessage,
   encodeRecord,
+  ipv6Text,
   labelsToName,
   nameKey,
   nameToLabels,
@@ -223,11 +224,7 @@ function faultApplies(fault: DnsFault | undefined, qtype: number): fault is DnsF
 
 function isLoopback(host: string): boolean {
   if (isIPv4(host)) return host.startsWith('127.');
-  return isIPv6(host) && canonicalIPv6(host) === '::1';
-}
-
-function canonicalIPv6(host: string): string {
-  return new URL(`http://[${host}]`).hostname.slice(1, -1);
+  return isIPv6(host) && ipv6Text(host) === '::1';
 }
 
 function errorCode(err: unknown): string | undefined {

@@ -5,3 +5,5 @@ export type { Receiver, ReceiverOptions, ReceivedSession, ReceiverFaults, SmtpRe
 export { parseZone, loadZoneFiles, ZoneParseError } from './zone.js';
 export type { ParseZoneOptions } from './zone.js';
 export { WORLD_ZONE_FILE } from './fixtures.js';
+// The record shapes that startDnsServer, setRecords and parseZone take and return.
+export type { RecordData, ResourceRecord } from '../dns/wire.js';

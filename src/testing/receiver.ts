@@ -8,7 +8,7 @@
  */
 import { promises as dnsPromises } from 'node:dns';
 import { isIPv4, isIPv6, type AddressInfo, type Socket } from 'node:net';
-import { SMTPServer } from 'smtp-server';
+import ipaddr from 'ipaddr.js';
 import type {
   SMTPServerAddress,
   SMTPServerAuthentication,
@@ -473,6 +473,7 @@ export async function startReceiver(options: ReceiverOptions = {}): Promise<Rece
     },
   };
 
+  const SMTPServer = await loadSmtpServer();
   const server = new SMTPServer(serverOptions);
   server.server.on('connection', (socket: Socket) => {
     connections += 1;
@@ -559,6 +560,26 @@ export function waitFor(predicate: () => boolean, timeoutMs = 2000): Promise<voi
   });
 }
 
+/**
+ * smtp-server is an optional peer dependency of mailedge: only this receiver
+ * needs it, so it is loaded on first use, and its absence is an error that
+ * says what to install instead of a failure to import mailedge/testing.
+ */
+async function loadSmtpServer(): Promise<(typeof import('smtp-server'))['SMTPServer']> {
+  try {
+    return (await import('smtp-server')).SMTPServer;
+  } catch (err) {
+    const code = errorCode(err);
+    if ((code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && err instanceof Error && err.message.includes("'smtp-server'")) {
+      throw new Error(
+        'startReceiver needs the smtp-server package, an optional peer dependency of mailedge: npm install --save-dev smtp-server',
+        { cause: err },
+      );
+    }
+    throw err;
+  }
+}
+
 // ---------------------------------------------------------------------------
 // Addresses and names
 
@@ -571,43 +592,14 @@ interface CanonicalIp {
 
 /** IPv4-mapped IPv6 (::ffff:a.b.c.d in any spelling) comes back as IPv4. */
 export function canonicalIp(input: string): CanonicalIp | null {
-  const ip = input.trim();
-  if (isIPv4(ip)) {
-    const bytes = ip.split('.').map(Number);
-    return { family: 4, key: bytes.join('.'), bytes };
-  }
-  if (!isIPv6(ip)) return null;
-  const bytes = ipv6Bytes(ip.replace(/%.*$/, ''));
-  if (!bytes) return null;
-  const mapped = bytes.slice(0, 10).every((b) => b === 0) && bytes[10] === 0xff && bytes[11] === 0xff;
-  if (mapped) {
-    const v4 = bytes.slice(12);
-    return { family: 4, key: v4.join('.'), bytes: v4 };
-  }
-  return { family: 6, key: bytes.map((b) => b.toString(16).padStart(2, '0')).join(''), bytes };
-}
-
-function ipv6Bytes(ip: string): number[] | null {
-  let text = ip;
-  const lastColon = text.lastIndexOf(':');
-  const last = text.slice(lastColon + 1);
-  // Rewrite an embedded dotted quad (::ffff:1.2.3.4) as the two groups it stands for.
-  if (isIPv4(last)) {
-    const [a = 0, b = 0, c = 0, d = 0] = last.split('.').map(Number);
-    text = `${text.slice(0, lastColon + 1)}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
-  }
-  const halves = text.split('::');
-  if (halves.length > 2) return null;
-  const parse = (part: string | undefined): number[] =>
-    part ? part.split(':').filter((g) => g !== '').map((g) => parseInt(g, 16)) : [];
-  const head = parse(halves[0]);
-  const rest = halves.length === 2 ? parse(halves[1]) : [];
-  const explicit = head.length + rest.length;
-  const fill = halves.length === 2 ? 8 - explicit : 0;
-  if (fill < 0 || (halves.length === 1 && explicit !== 8)) return null;
-  const groups = [...head, ...new Array<number>(fill).fill(0), ...rest];
-  if (groups.length !== 8 || groups.some((g) => !Number.isInteger(g) || g < 0 || g > 0xffff)) return null;
-  return groups.flatMap((g) => [g >> 8, g & 0xff]);
+  const ip = input.trim().replace(/%.*$/, '');
+  // node:net decides what is an address: ipaddr.js alone also takes IPv4 shorthands such as 127.1.
+  if (!isIPv4(ip) && !isIPv6(ip)) return null;
+  const parsed = ipaddr.process(ip);
+  const bytes = parsed.toByteArray();
+  return parsed.kind() === 'ipv4'
+    ? { family: 4, key: bytes.join('.'), bytes }
+    : { family: 6, key: Buffer.from(bytes).toString('hex'), bytes };
 }
 
 function arpaName(ip: CanonicalIp): string {

@@ -11,6 +11,7 @@ import { isIPv4, isIPv6 } from 'node:net';
 import {
   WireFormatError,
   endsWithRootDot,
+  ipv6Text,
   labelsToName,
   nameToLabels,
   type RecordData,
@@ -359,7 +360,7 @@ class ZoneParser {
           type === 'A'
             ? { type: 'A', address: token.text }
             : // The decoder hands out the compressed lower-case form; match it.
-              { type: 'AAAA', address: new URL(`http://[${token.text}]`).hostname.slice(1, -1) };
+              { type: 'AAAA', address: ipv6Text(token.text) };
         break;
       }
       case 'PTR':
