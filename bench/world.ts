@@ -82,14 +82,18 @@ async function main(): Promise<void> {
     switch (request.op) {
       case 'stats': {
         const byType: Record<string, number> = {};
-        for (const q of dns?.log ?? []) byType[q.type] = (byType[q.type] ?? 0) + 1;
+        const byQuestion: Record<string, number> = {};
+        // One pass: the bulk phase logs tens of thousands of distinct questions.
+        const queryLog = dns?.log ?? [];
+        for (const q of queryLog) {
+          byType[q.type] = (byType[q.type] ?? 0) + 1;
+          byQuestion[`${q.type} ${q.name}`] = (byQuestion[`${q.type} ${q.name}`] ?? 0) + 1;
+        }
         const stats: WorldStats = {
           queries: dns?.queries ?? 0,
           queriesByType: byType,
-          ptrQueryTimes: (dns?.log ?? []).filter((q) => q.type === 'PTR').map((q) => q.at),
-          byQuestion: Object.fromEntries(
-            [...new Set((dns?.log ?? []).map((q) => `${q.type} ${q.name}`))].map((k) => [k, (dns?.log ?? []).filter((q) => `${q.type} ${q.name}` === k).length]),
-          ),
+          ptrQueryTimes: queryLog.filter((q) => q.type === 'PTR').map((q) => q.at),
+          byQuestion,
           messages,
           duplicates,
           subjects: subjects.size,
