@@ -23,7 +23,7 @@ export interface CodeInfo {
   fix: string;
 }
 
-export const CODES = {
+export const CODES = Object.freeze({
   PTR_MISSING: {
     kind: 'error',
     scope: 'host',
@@ -304,7 +304,7 @@ export const CODES = {
     meaning: "The recipient domain does not exist (NXDOMAIN): the address is probably mistyped, and the message would bounce.",
     fix: "Check the recipient address.",
   },
-} as const satisfies Record<string, CodeInfo>;
+} as const satisfies Record<string, CodeInfo>);
 
 export type Code = keyof typeof CODES;
 type CodesOfKind<K extends CodeInfo['kind']> = { [C in Code]: (typeof CODES)[C]['kind'] extends K ? C : never }[Code];

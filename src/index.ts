@@ -1,5 +1,4 @@
 export { createTransport, MailedgeTransporter } from './create-transport.js';
-export { MailedgeTransport } from './transport.js';
 export type { EdgeInfo, MailedgeSentMessageInfo, MailedgeWarning } from './routes/route.js';
 export type { DirectSentMessageInfo, DomainDelivery, DirectDeliveryError, DeliveryError } from './routes/direct.js';
 export type { SmtpSendError } from './send-error.js';

@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { ERROR_CODES, WARNING_CODES } from '../src/errors.js';
+import { CODES } from '../src/codes.js';
 import { DEFAULTS } from '../src/options.js';
 import { loopbackAddressesInSources } from './support/loopback.js';
 
@@ -25,6 +26,21 @@ describe('README', () => {
   it('documents every error and warning code, and no other', () => {
     const documented = tableCodes(section('Error codes')).sort();
     expect(documented).toEqual([...Object.keys(ERROR_CODES), ...Object.keys(WARNING_CODES)].sort());
+  });
+
+  it("gives each code's kind, scope, permanence and default severity as the catalogue declares them", () => {
+    const rows = [...section('Error codes').matchAll(/^\| `([A-Z_]+)` \| (\w+) \| (\w+) \| ([\w/]+) \| `(\w+)` \|/gm)];
+    expect(rows.length).toBe(Object.keys(CODES).length);
+    for (const [, code = '', kind, scope, permanent, severity] of rows) {
+      const info = CODES[code as keyof typeof CODES];
+      expect({ code, kind, scope, permanent, severity }).toEqual({
+        code,
+        kind: info.kind,
+        scope: info.scope,
+        permanent: info.kind === 'warning' ? 'n/a' : info.permanent ? 'yes' : 'no',
+        severity: info.severity,
+      });
+    }
   });
 
   it('states the real defaults', () => {

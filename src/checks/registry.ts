@@ -17,7 +17,7 @@ export type DeliverabilityCheckId = Extract<
   'ehlo-syntax' | 'generic-ptr' | 'spf' | 'sender-mx' | 'dmarc' | 'dkim' | 'recipient-null-mx'
 >;
 
-export const DEFAULT_SEVERITY: Readonly<Record<DeliverabilityCheckId, Severity>> = {
+export const DEFAULT_SEVERITY: Readonly<Record<DeliverabilityCheckId, Severity>> = Object.freeze({
   // Receivers reject a malformed EHLO outright (Postfix reject_invalid_helo_hostname): sending is pointless.
   'ehlo-syntax': 'enforce',
   // A judgement from the name's shape, with false positives: never a reason to stop on its own.
@@ -30,7 +30,7 @@ export const DEFAULT_SEVERITY: Readonly<Record<DeliverabilityCheckId, Severity>>
   dkim: 'enforce',
   // A null MX is the recipient's own statement that delivery cannot succeed.
   'recipient-null-mx': 'enforce',
-};
+});
 
 export const DELIVERABILITY_CHECK_IDS = Object.keys(DEFAULT_SEVERITY) as DeliverabilityCheckId[];
 
