@@ -13,9 +13,7 @@
  * domains keeps the most recent ones and forgets the rest.
  */
 import { setMaxListeners } from 'node:events';
-import MailComposer from 'nodemailer/lib/mail-composer';
 import addressparser from 'nodemailer/lib/addressparser';
-import type { SendMailOptions } from 'nodemailer';
 import type { Resolver } from './dns/resolver.js';
 import { checkSpf } from './checks/spf.js';
 import { checkSenderMx } from './checks/sender-mx.js';
@@ -26,7 +24,7 @@ import { printable } from './checks/hostname.js';
 import { RECIPIENT_CHECK_IDS, SENDER_CHECK_IDS, type DeliverabilityCheckId } from './checks/registry.js';
 import { enforcedFailures, withSeverity, worthWarning, type CheckResult, type CheckVerdict, type PreflightReport, type Severity } from './checks/types.js';
 import type { ResolvedEdgeOptions } from './options.js';
-import { Cache, systemClock } from './cache.js';
+import { Cache } from './cache.js';
 
 /** The envelope Nodemailer will send with: MAIL FROM (false for the null sender) and every RCPT TO. */
 export interface MessageEnvelope {
@@ -91,54 +89,6 @@ export interface EnvelopeCacheLimits {
 }
 
 export const ENVELOPE_CACHE_LIMITS: Readonly<EnvelopeCacheLimits> = Object.freeze({ verdicts: 10_000, warned: 10_000, plans: 1_000 });
-
-const ADDRESS_KEYS = ['from', 'sender', 'replyTo', 'to', 'cc', 'bcc', 'envelope', 'headers'] as const;
-
-/**
- * The envelope by Nodemailer's own rules: `envelope` when the message sets
- * one, else From (or Sender, Reply-To) and To, Cc, Bcc, with the transport's
- * message defaults filling what the message leaves out. Composed by
- * Nodemailer's MailComposer from the address fields alone, so the body is
- * neither built nor read. Undefined when Nodemailer could not compose it
- * either; the send then fails in Nodemailer, with its own error.
- */
-export function envelopeOf(mail: SendMailOptions, defaults: SendMailOptions | undefined): MessageEnvelope | undefined {
-  const fields: SendMailOptions = {};
-  for (const key of ADDRESS_KEYS) {
-    const own = Object.prototype.hasOwnProperty.call(mail, key) ? mail[key] : undefined;
-    const fallback = defaults && Object.prototype.hasOwnProperty.call(defaults, key) ? defaults[key] : undefined;
-    const value = own ?? fallback;
-    if (value !== undefined) Object.assign(fields, { [key]: value });
-  }
-  // Composing is the costly part of a send's screening; applications send the
-  // same sender and recipients over and over, so envelopes are remembered by
-  // their address fields.
-  const key = memoKey(fields);
-  const known = key === undefined ? undefined : envelopeMemo.get(key);
-  if (known) return known;
-  let envelope: MessageEnvelope | undefined;
-  try {
-    envelope = new MailComposer(fields).compile().getEnvelope();
-  } catch {
-    return undefined;
-  }
-  // Composing depends on the fields alone, so a remembered envelope never expires; it is only evicted.
-  if (key !== undefined) envelopeMemo.set(key, envelope, Infinity);
-  return envelope;
-}
-
-/** Process-wide, shared by every transport; 1,000 envelopes of at most 4 KB of fields each. */
-const envelopeMemo = new Cache<string, MessageEnvelope>({ name: 'composed envelopes', max: 1_000, clock: systemClock });
-
-/** A key for plain address fields (strings, arrays, {name, address}); undefined for anything else. */
-function memoKey(fields: SendMailOptions): string | undefined {
-  try {
-    const key = JSON.stringify(fields);
-    return key.length <= 4096 ? key : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 /** The bare addresses of "Name <a@b>" strings, lists and groups, as Nodemailer reads them. */
 export function addressesOf(value: string | readonly string[] | undefined): string[] {
