@@ -25,5 +25,10 @@ export default defineConfig({
     // Vitest's default for `run` is one worker fewer than the cores, which on a
     // two-core machine (CI's) is one: no parallelism at all.
     maxWorkers: Math.max(2, availableParallelism()),
+    // A worker runs one file after another without loading every module afresh for
+    // each (about a quarter less CPU on two cores). Safe here: each file starts and
+    // stops its own servers, and mailedge keeps no process-wide state but a memo of
+    // composed envelopes, a pure function of the message.
+    isolate: false,
   },
 });
