@@ -27,8 +27,7 @@ export default defineConfig({
     maxWorkers: Math.max(2, availableParallelism()),
     // A worker runs one file after another without loading every module afresh for
     // each (about a quarter less CPU on two cores). Safe here: each file starts and
-    // stops its own servers, and mailedge keeps no process-wide state but a memo of
-    // composed envelopes, a pure function of the message.
+    // stops its own servers, and mailedge keeps no process-wide state.
     isolate: false,
   },
 });
