@@ -68,6 +68,8 @@ export interface DirectSettings {
 export class DirectRoute implements Route {
   /** Most recently used last. */
   private readonly hosts = new Map<string, Route>();
+  /** Routes pushed out of `hosts` while still carrying a message: closed once idle. */
+  private readonly leaving = new Set<Route>();
   private closed = false;
 
   constructor(private readonly settings: DirectSettings) {}
@@ -83,13 +85,14 @@ export class DirectRoute implements Route {
   }
 
   isIdle(): boolean {
-    return [...this.hosts.values()].every((route) => route.isIdle());
+    return [...this.hosts.values(), ...this.leaving].every((route) => route.isIdle());
   }
 
   close(): void {
     this.closed = true;
-    for (const route of this.hosts.values()) route.close();
+    for (const route of [...this.hosts.values(), ...this.leaving]) route.close();
     this.hosts.clear();
+    this.leaving.clear();
     this.settings.edgeRoute.close();
   }
 
@@ -118,6 +121,7 @@ export class DirectRoute implements Route {
     const domains = await Promise.all(
       [...byDomain].map(([domain, recipients]) => this.deliverDomain(withEnvelope(mail, { from: envelope.from, to: recipients }, raw), domain, recipients)),
     );
+    this.sweep();
     for (const d of domains) for (const error of [d.error, ...d.rejectedErrors]) if (error) error.mail = mail.data;
     const accepted = domains.flatMap((d) => d.accepted);
     if (accepted.length === 0) {
@@ -156,17 +160,26 @@ export class DirectRoute implements Route {
       this.hosts.set(key, known);
       return known;
     }
-    if (this.hosts.size >= this.settings.maxHosts) {
-      for (const [oldKey, old] of this.hosts) {
-        if (!old.isIdle()) continue;
-        old.close();
-        this.hosts.delete(oldKey);
-        break;
-      }
+    // The bound holds whatever is in flight: the least recently used route leaves the map now,
+    // and is closed now if idle, else as soon as it is (see sweep).
+    while (this.hosts.size >= this.settings.maxHosts) {
+      const [oldKey, old] = this.hosts.entries().next().value as [string, Route];
+      this.hosts.delete(oldKey);
+      if (old.isIdle()) old.close();
+      else this.leaving.add(old);
     }
     const route = this.settings.hostRoute(exchange);
     this.hosts.set(key, route);
     return route;
+  }
+
+  /** Closes the routes that left the map while busy, once they are idle. */
+  private sweep(): void {
+    for (const route of this.leaving) {
+      if (!route.isIdle()) continue;
+      route.close();
+      this.leaving.delete(route);
+    }
   }
 
   /** One domain: MX hosts in order until one takes the transaction or ends it. */
