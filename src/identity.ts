@@ -7,6 +7,7 @@ import { setMaxListeners } from 'node:events';
 import { isIPv6 } from 'node:net';
 import { hostname } from 'node:os';
 import { Resolver, type Lookup } from './dns/resolver.js';
+import { Cache } from './cache.js';
 import { digLine } from './checks/evidence.js';
 import { checkFcrdns } from './checks/fcrdns.js';
 import { checkEhloSyntax } from './checks/ehlo-syntax.js';
@@ -74,8 +75,10 @@ export function createResolver(options: ResolvedEdgeOptions): Resolver {
 const STALE_ANSWER_WAIT_MS = 1_800;
 
 export class EdgeVerifier {
-  private cached: Identity | undefined;
-  private inflight: Promise<Identity> | undefined;
+  /** The identity within its TTL, and the one verification under way: the one cache primitive, with one entry. */
+  private readonly cache: Cache<'identity', Identity>;
+  /** The identity last settled on, fresh or not: whether it is already served stale. */
+  private last: Identity | undefined;
   /** The last identity that passed, kept to serve stale through a DNS outage (RFC 8767 spirit). */
   private confirmed: Identity | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
@@ -83,12 +86,13 @@ export class EdgeVerifier {
   constructor(
     private readonly options: ResolvedEdgeOptions,
     readonly resolver: Resolver = createResolver(options),
-  ) {}
+  ) {
+    this.cache = new Cache({ name: 'identity', max: 1, clock: options.clock });
+  }
 
   /** The cached identity while it is still within its TTL, without any I/O. */
   current(): Identity | undefined {
-    const cached = this.cached;
-    return cached && cached.report.expiresAt > this.options.clock.now() ? cached : undefined;
+    return this.cache.get('identity');
   }
 
   /**
@@ -105,7 +109,7 @@ export class EdgeVerifier {
     const refreshing = this.refresh();
     const confirmed = this.confirmed;
     if (!confirmed || this.options.clock.now() >= this.staleUntil()) return refreshing;
-    if (this.cached?.report.stale) return Promise.resolve(this.cached);
+    if (this.last?.report.stale) return Promise.resolve(this.last);
     return new Promise((resolve) => {
       const timer = setTimeout(() => resolve(this.serveStale(confirmed, 're-verification is still running')), this.staleAnswerWait());
       void refreshing.then((identity) => {
@@ -130,17 +134,11 @@ export class EdgeVerifier {
   }
 
   private refresh(): Promise<Identity> {
-    if (this.inflight) return this.inflight;
-    const running = this.verify()
-      .then((fresh) => {
-        this.cached = this.settle(fresh);
-        return this.cached;
-      })
-      .finally(() => {
-        this.inflight = undefined;
-      });
-    this.inflight = running;
-    return running;
+    return this.cache.getOrLoad('identity', async () => {
+      const settled = this.settle(await this.verify());
+      this.last = settled;
+      return { value: settled, expiresAt: settled.report.expiresAt };
+    });
   }
 
   /** Decides what a fresh verdict means for the identity in use. */
@@ -174,7 +172,8 @@ export class EdgeVerifier {
     const now = this.options.clock.now();
     const retryAt = Math.min(now + this.options.minTtl * 1000, this.staleUntil());
     const stale: Identity = { ...confirmed, report: { ...confirmed.report, stale: true, expiresAt: retryAt, staleReason: reason } };
-    this.cached = stale;
+    this.last = stale;
+    this.cache.set('identity', stale, retryAt);
     clearTimeout(this.retryTimer);
     // Retry without waiting for a send to ask; unref'd, so it never keeps a process alive.
     this.retryTimer = setTimeout(() => void this.refresh(), Math.max(0, retryAt - now)).unref();
