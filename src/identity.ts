@@ -292,7 +292,8 @@ export class EdgeVerifier {
     const confirmed = verdict.name !== null && !checks.some(isFailing);
     const ehloName = confirmed ? verdict.name : this.fallbackName(edge.address, local);
     // Judged with the identity and cached with it: none of these depends on the message.
-    checks.push(...(await this.deliverabilityChecks(edge.address, confirmed ? verdict.name : null, ehloName, signal)));
+    const unconfirmed = confirmed ? [] : verdict.ptrNames.map((p) => p.name);
+    checks.push(...(await this.deliverabilityChecks(edge.address, confirmed ? verdict.name : null, ehloName, signal, unconfirmed)));
     const identity = this.finish(checks, lookups, verdict.name, destination, addresses, edge, ehloName, local);
     identity.report.ptrNames = verdict.ptrNames;
     const ptrUnanswered = verdict.checks[0].status === 'temperror';
@@ -326,11 +327,11 @@ export class EdgeVerifier {
   }
 
   /** ehlo-syntax, generic-ptr and dkim: those of edge.checks that need no envelope, within the identity's deadline. */
-  private async deliverabilityChecks(address: string, ptrName: string | null, ehloName: string | null, signal: AbortSignal): Promise<CheckVerdict[]> {
+  private async deliverabilityChecks(address: string, ptrName: string | null, ehloName: string | null, signal: AbortSignal, unconfirmed: readonly string[] = []): Promise<CheckVerdict[]> {
     const { checks, genericPtrAllow, dkim } = this.options;
     return Promise.all([
-      ...(checks['ehlo-syntax'] === 'off' ? [] : [checkEhloSyntax(ehloName)]),
-      ...(checks['generic-ptr'] === 'off' ? [] : [checkGenericPtr(address, ptrName, genericPtrAllow)]),
+      ...(checks['ehlo-syntax'] === 'off' ? [] : [checkEhloSyntax(ehloName, unconfirmed)]),
+      ...(checks['generic-ptr'] === 'off' ? [] : [checkGenericPtr(address, ptrName, genericPtrAllow, unconfirmed)]),
       ...(checks.dkim === 'off' ? [] : dkim.map((key) => checkDkim(key, this.resolver, signal))),
     ]);
   }

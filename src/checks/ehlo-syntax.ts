@@ -14,13 +14,17 @@ const EXPECTED = 'a fully-qualified hostname, e.g. mail.example.com (RFC 5321 se
 const FIX =
   'Let mailedge put the confirmed PTR name in EHLO (drop the `name` option), or set `name` to a fully-qualified hostname such as mail.example.com whose A/AAAA record is the edge address and which the PTR of that address names.';
 
-export async function checkEhloSyntax(name: string | null): Promise<CheckVerdict> {
+/** `unconfirmed`: the PTR names there are when none is confirmed, so the skip says the true reason. */
+export async function checkEhloSyntax(name: string | null, unconfirmed: readonly string[] = []): Promise<CheckVerdict> {
   if (name === null) {
     return {
       id: 'ehlo-syntax',
       status: 'skip',
       expected: EXPECTED,
-      actual: 'not checked: there is no EHLO name yet (the edge check did not confirm one)',
+      actual:
+        unconfirmed.length > 0
+          ? `not checked: there is no EHLO name yet (the PTR name ${unconfirmed.map((n) => printable(n)).join(', ')} is not confirmed)`
+          : 'not checked: there is no EHLO name yet (the edge check did not confirm one)',
       code: null,
       hint: null,
       evidence: [],

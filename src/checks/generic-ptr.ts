@@ -59,7 +59,8 @@ export interface GenericPtrMatch {
   reason: string;
 }
 
-export async function checkGenericPtr(address: string, ptrName: string | null, allow: readonly string[]): Promise<CheckVerdict> {
+/** `unconfirmed`: the PTR names there are when none is confirmed, so the skip says the true reason. */
+export async function checkGenericPtr(address: string, ptrName: string | null, allow: readonly string[], unconfirmed: readonly string[] = []): Promise<CheckVerdict> {
   const edge = canonicalAddress(address);
   const expected = `a PTR name chosen for a mail server (e.g. mail.example.com), not an ISP's generic name for ${edge}`;
   if (ptrName === null) {
@@ -67,7 +68,10 @@ export async function checkGenericPtr(address: string, ptrName: string | null, a
       id: 'generic-ptr',
       status: 'skip',
       expected,
-      actual: 'not checked: there is no PTR name',
+      actual:
+        unconfirmed.length > 0
+          ? `not checked: there is a PTR name (${unconfirmed.map((n) => printable(n)).join(', ')}), but it is not confirmed`
+          : 'not checked: there is no PTR name',
       code: null,
       hint: null,
       evidence: [],
