@@ -6,6 +6,7 @@ import type { PreflightReport } from './checks/types.js';
 import { EdgeVerifier } from './identity.js';
 import { addressesOf, EnvelopeChecks, withEnvelopeChecks } from './envelope.js';
 import { resolveEdgeOptions, type MailedgeOptions } from './options.js';
+import { expandShorthands } from './shorthands.js';
 import { memberOptions, poolReport } from './routes/ip-pool.js';
 
 export interface PreflightCallOptions {
@@ -23,7 +24,9 @@ export interface PreflightCallOptions {
  * edge checks in `report.checks`. DNS outcomes never throw; only invalid
  * options do, or a failure when `throwOnFailure` is set.
  */
-export async function preflight(options: MailedgeOptions, call: PreflightCallOptions = {}): Promise<PreflightReport> {
+export async function preflight(input: MailedgeOptions | string, call: PreflightCallOptions = {}): Promise<PreflightReport> {
+  // The same options createTransport takes, connection URL and service included.
+  const options = expandShorthands(input);
   const resolved = resolveEdgeOptions(options);
   const { from, to } = envelopeOptions(call);
   if (resolved.pool) {
