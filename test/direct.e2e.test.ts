@@ -228,6 +228,7 @@ describe('direct delivery from a pool and over the passing family', () => {
       text: 'x',
     })) as DirectSentMessageInfo;
     expect(info.edge).toMatchObject({ address: '127.0.0.2', name: 'mail.good.test' });
+    expect(mx2.sessions.length).toBeGreaterThan(0);
     expect(mx2.sessions.every((s) => s.clientAddress === '127.0.0.2')).toBe(true);
   });
 

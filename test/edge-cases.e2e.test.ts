@@ -82,8 +82,9 @@ describe('the route', () => {
   it('does not wait for a dropped AAAA query when the A record answers', async () => {
     dns.setFault('dual.relay.test', { types: ['AAAA'], drop: true });
     const started = Date.now();
-    const info = await transport({ host: 'dual.relay.test', port: receiver.port }).sendMail({ ...MESSAGE });
-    expect(Date.now() - started).toBeLessThan(800);
+    const info = await transport({ host: 'dual.relay.test', port: receiver.port, edge: { dns: { timeout: 5000 } } }).sendMail({ ...MESSAGE });
+    // Waiting for the dropped AAAA would cost the whole DNS timeout (5 s).
+    expect(Date.now() - started).toBeLessThan(2_500);
     expect(info.edge).toMatchObject({ address: '127.0.0.1', name: 'kernel.good.test' });
   });
 
