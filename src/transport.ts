@@ -85,8 +85,9 @@ export class MailedgeTransport extends EventEmitter {
       }
     };
     if (this.foreignSocketHook) {
-      const err = new InvalidOptionError('getSocket', 'a getSocket hook was set on the transporter; mailedge opens the connection itself, so it can bind and check the edge address');
-      done(Object.assign(err, { mail: mail.data }));
+      const err = foreignSocketError();
+      err.mail = mail.data;
+      done(err);
       return;
     }
     this.route.send(mail).then(
@@ -99,7 +100,7 @@ export class MailedgeTransport extends EventEmitter {
   verify(): Promise<true>;
   verify(callback: (err: Error | null, success?: true) => void): void;
   verify(callback?: (err: Error | null, success?: true) => void): Promise<true> | void {
-    const verifying = this.route.verify();
+    const verifying = this.foreignSocketHook ? Promise.reject(foreignSocketError()) : this.route.verify();
     if (!callback) return verifying;
     verifying.then(
       (ok) => callSafely(() => callback(null, ok)),
@@ -145,6 +146,10 @@ export class MailedgeTransport extends EventEmitter {
   }
 }
 
+function foreignSocketError(): InvalidOptionError {
+  return new InvalidOptionError('getSocket', 'a getSocket hook was set on the transporter; mailedge opens the connection itself, so it can bind and check the edge address');
+}
+
 function smtpOf(options: MailedgeOptions): SmtpOptions {
   const { edge: _edge, direct: _direct, ...smtp } = options;
   return smtp;
@@ -171,7 +176,7 @@ function directRoute(options: MailedgeOptions, edgeOptions: ResolvedEdgeOptions,
     // Each MX host is a relay host on the MX port, checked and connected to like any other.
     hostRoute: (exchange) => {
       // An MX host is never a relay on this machine, whatever address it has.
-      const hostOptions: MailedgeOptions = { ...rest, host: exchange, port: edgeOptions.mxPort, edge: { ...edgeRest, localRelay: false } };
+      const hostOptions: MailedgeOptions = { ...rest, host: exchange, port: edgeOptions.mxPort, edge: { ...edgeRest, localRelay: false, receiver: 'final' } };
       return relayOrPool(hostOptions, resolveEdgeOptions(hostOptions), context);
     },
     // With direct: true the options name no host: this route checks the edge alone.

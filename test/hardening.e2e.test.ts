@@ -199,6 +199,7 @@ describe('no way around the check', () => {
     };
     const message = { ...MESSAGE };
     await expect(t.sendMail(message)).rejects.toMatchObject({ code: 'INVALID_OPTION', option: 'getSocket', mail: message });
+    await expect(t.verify()).rejects.toMatchObject({ code: 'INVALID_OPTION', option: 'getSocket' });
     expect(used).toBe(false);
     expect(relay.connections).toBe(0);
   });
