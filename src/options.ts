@@ -77,6 +77,16 @@ export interface EdgeOptions {
    * address of `host` is loopback and no localAddress is bound.
    */
   localRelay?: boolean;
+  /**
+   * Who judges the message's authentication (SPF, DKIM, DMARC) on the
+   * address mailedge connects from. 'relay' (default for `host`): a relay
+   * that passes the mail on, so SPF is decided downstream; 'final': `host` is
+   * the final receiver (an internal server, a partner's MX). Direct delivery
+   * is always 'final'.
+   */
+  receiver?: 'final' | 'relay';
+  /** Sender requirements checked per message: 'all' (default, every sender) or 'bulk' (Gmail's and Yahoo's bulk-sender rules). */
+  requirements?: 'all' | 'bulk';
 }
 
 export interface PoolMemberOptions {
@@ -132,6 +142,9 @@ export interface ResolvedEdgeOptions {
   genericPtrAllow: string[];
   /** The keys Nodemailer's `dkim` option signs with, for the dkim check; empty when the transport does not sign. */
   dkim: DkimKeyOptions[];
+  /** Who judges the message's authentication on the edge address: 'final' with direct: true or edge.receiver 'final'. */
+  receiver: 'final' | 'relay';
+  requirements: 'all' | 'bulk';
 }
 
 export const DEFAULTS = Object.freeze({
@@ -169,7 +182,7 @@ function ipAddress(value: unknown, option: string): string | undefined {
   return canonicalAddress(value);
 }
 
-const EDGE_KEYS = new Set(['publicAddress', 'family', 'pool', 'poolSticky', 'mxPort', 'localRelay', 'mode', 'dns', 'maxPtrNames', 'clock', 'checks', 'genericPtrAllow']);
+const EDGE_KEYS = new Set(['publicAddress', 'family', 'pool', 'poolSticky', 'mxPort', 'localRelay', 'mode', 'dns', 'maxPtrNames', 'clock', 'checks', 'genericPtrAllow', 'receiver', 'requirements']);
 const CHECK_SETTINGS: readonly CheckSetting[] = ['enforce', 'warn', 'off'];
 
 function checkSettings(value: unknown): Record<DeliverabilityCheckId, CheckSetting> {
@@ -205,7 +218,7 @@ function allowList(value: unknown): string[] {
  * reads. Nodemailer validates the option itself; an entry it could not sign
  * with either is left to the check, which reports it as INVALID_OPTION.
  */
-function dkimKeys(value: unknown): DkimKeyOptions[] {
+export function dkimKeys(value: unknown): DkimKeyOptions[] {
   if (!isRecord(value)) return [];
   // As in Nodemailer, `keys` replaces the single domainName / keySelector / privateKey.
   const keys: unknown[] = value.keys === undefined ? [value] : Array.isArray(value.keys) ? value.keys : [value.keys];
@@ -347,6 +360,14 @@ export function resolveEdgeOptions(options: MailedgeOptions): ResolvedEdgeOption
 
   const checks = checkSettings(edge.checks);
   const genericPtrAllow = allowList(edge.genericPtrAllow);
+  // Message authentication (issue 11): who judges it, and by which sender rules.
+  if (edge.receiver !== undefined && edge.receiver !== 'final' && edge.receiver !== 'relay') {
+    throw new InvalidOptionError('edge.receiver', `expected 'final' or 'relay', got ${JSON.stringify(edge.receiver)}`);
+  }
+  if (edge.receiver === 'relay' && direct) throw new InvalidOptionError('edge.receiver', "not 'relay' with direct: true, whose MX hosts are the final receivers");
+  if (edge.requirements !== undefined && edge.requirements !== 'all' && edge.requirements !== 'bulk') {
+    throw new InvalidOptionError('edge.requirements', `expected 'all' or 'bulk', got ${JSON.stringify(edge.requirements)}`);
+  }
 
   return {
     publicAddress,
@@ -374,6 +395,8 @@ export function resolveEdgeOptions(options: MailedgeOptions): ResolvedEdgeOption
     checks,
     genericPtrAllow,
     dkim: dkimKeys((options as { dkim?: unknown }).dkim),
+    receiver: direct || edge.receiver === 'final' ? 'final' : 'relay',
+    requirements: edge.requirements === 'bulk' ? 'bulk' : 'all',
   };
 }
 

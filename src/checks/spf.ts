@@ -170,7 +170,7 @@ function dnsError(code: string, message: string, spf?: DnsStyleError['spfResult'
  * character-strings, MX as { exchange, priority } with '' for the root (a null
  * MX), and errors carrying c-ares codes (ENOTFOUND, ENODATA, ETIMEOUT, ...).
  */
-function adapter(resolver: Resolver, signal: AbortSignal, lookups: Lookup[]): MailauthResolver {
+export function adapter(resolver: Resolver, signal: AbortSignal, lookups: Lookup[]): MailauthResolver {
   return async (name: string, rrtype: string): Promise<MailauthRecords> => {
     const type = LOOKUP_TYPES.find((t) => t === rrtype.toUpperCase());
     if (!type) throw dnsError('ENOTIMP', `mailedge does not look up ${rrtype} records`, { error: 'permerror', text: `unsupported lookup ${rrtype}` });

@@ -20,7 +20,9 @@ export type CheckId =
   | 'sender-mx'
   | 'dmarc'
   | 'dkim'
-  | 'recipient-null-mx';
+  | 'recipient-null-mx'
+  // The message's own SPF x DKIM x DMARC verdict (src/message/).
+  | 'authentication';
 
 /**
  * How seriously a check is taken. 'enforce': a fail or temperror holds the

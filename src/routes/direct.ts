@@ -21,6 +21,7 @@ import { resolveMx } from './mx.js';
 import { envelopeOf, withEnvelope } from './mail-view.js';
 import type { EdgeInfo, MailedgeSentMessageInfo, Route } from './route.js';
 import type { Redactor } from '../redact.js';
+import type { Authentication } from '../message/verdict.js';
 
 export type DeliveryError = MailedgeError | SmtpSendError;
 
@@ -38,6 +39,8 @@ export interface DomainDelivery {
   /** The server's reply to the message, when it was accepted. */
   response: string | null;
   edge: EdgeInfo | null;
+  /** Message identity (issue 11): the verdict for the route this domain's copy took, when predicted. */
+  authentication?: Authentication;
   /** Why the domain, or some of its recipients, did not get the message. */
   error: DeliveryError | null;
   /** One error per rejected recipient, in the order of `rejected`. */
@@ -145,6 +148,8 @@ export class DirectRoute implements Route {
       messageId: mail.message.messageId(),
       response: domains.map((d) => `${d.domain}: ${d.response ?? d.error?.message ?? ''}`).join('; '),
       edge: first?.edge ?? { address: '', name: '', verified: false, stale: false },
+      // Message identity (issue 11): the first delivered domain's; each domain's own is in domains[].
+      ...(first?.authentication ? { authentication: first.authentication } : {}),
       domains,
     };
   }
@@ -235,6 +240,7 @@ export class DirectRoute implements Route {
           rejected,
           response: info.response,
           edge: info.edge,
+          ...(info.authentication ? { authentication: info.authentication } : {}),
           timing: { envelopeTime: Number(info.envelopeTime) || 0, messageTime: Number(info.messageTime) || 0, messageSize: Number(info.messageSize) || 0 },
           error: rejectedErrors[0] ?? null,
           rejectedErrors,

@@ -26,6 +26,8 @@ import { envelopeOf, withEnvelope } from './mail-view.js';
 import type { MailedgeSentMessageInfo, Route, RouteContext } from './route.js';
 import type { SMTPSentMessageInfo } from 'nodemailer/lib/smtp-transport';
 import type { Socket } from 'node:net';
+// Message identity (issue 11): SPF x DKIM x DMARC of this message, src/message/.
+import { MessageStage, type Authentication } from '../message/stage.js';
 
 const DEFAULT_CONNECTION_TIMEOUT = 2 * 60 * 1000;
 /** Hand-overs per message: a name that changes again and again between check and connection is not chased for ever. */
@@ -68,6 +70,7 @@ export class RelayRoute implements Route {
   private idling = true;
   private closed = false;
   private warnedFor: PreflightReport | undefined;
+  private readonly message: MessageStage;
 
   constructor(
     private readonly smtp: SmtpOptions,
@@ -75,6 +78,7 @@ export class RelayRoute implements Route {
     private readonly context: RouteContext,
   ) {
     this.verifier = new EdgeVerifier(options, context.resolver);
+    this.message = new MessageStage(options, context.resolver);
     // Nodemailer's test: any truthy `pool` pools.
     this.pooled = Boolean(smtp.pool);
     this.maxConnections = Number(smtp.maxConnections) || 5;
@@ -109,15 +113,23 @@ export class RelayRoute implements Route {
       const identity = await untilAborted(this.identity(), signal);
       const decision = decide(identity, mail.data);
       this.announce(identity, decision);
-      const { outgoing, refused } = await untilAborted(this.screen(identity, decision, mail), signal);
+      const screened = await untilAborted(this.screen(identity, decision, mail), signal);
+      const { refused } = screened;
+      // Message identity (issue 11): rendered once here; these bytes are verified and sent.
+      const message = await untilAborted(this.message.prepare(screened.outgoing, identity.report, signal), signal);
+      const outgoing = message?.outgoing ?? screened.outgoing;
       for (let handover = 1; ; handover++) {
         await this.acquireSlot(signal);
         leave();
         let channel: Channel;
         let now: Decision;
+        let authentication: Authentication | undefined;
         try {
           // The message meets the connection: the identity as it stands now, a cache read unless it expired.
-          now = decide(await this.identity(), mail.data);
+          const current = await this.identity();
+          now = decide(current, mail.data);
+          // Message identity (issue 11): the verdict for the address and EHLO name it leaves with; may refuse.
+          authentication = message && (await this.message.judge(message, now, current.report, mail.data, (w) => this.context.warn(w)));
           channel = this.channelFor(now);
         } catch (err) {
           this.releaseSlot();
@@ -129,7 +141,7 @@ export class RelayRoute implements Route {
             info.rejected = [...(info.rejected ?? []), ...refused.map((r) => r.recipient ?? '')];
             info.rejectedErrors = [...(info.rejectedErrors ?? []), ...refused];
           }
-          return Object.assign(info, { edge: { address: channel.decision.address, name: channel.decision.name, verified: now.verified, stale: now.stale } });
+          return Object.assign(info, { edge: { address: channel.decision.address, name: channel.decision.name, verified: now.verified, stale: now.stale } }, authentication ? { authentication } : {});
         } catch (err) {
           if (handover < MAX_HANDOVERS && (err instanceof ChannelRetired || (channel.retired && droppedByRetirement(err)))) continue;
           throw err;

@@ -10,6 +10,7 @@ import type { ErrorCode, WarningCode } from '../codes.js';
 import type { Resolver } from '../dns/resolver.js';
 import type { EnvelopeChecks } from '../envelope.js';
 import type { Redactor } from '../redact.js';
+import type { Authentication } from '../message/verdict.js';
 
 export interface EdgeInfo {
   /** The edge address receivers saw. */
@@ -22,7 +23,8 @@ export interface EdgeInfo {
   stale: boolean;
 }
 
-export type MailedgeSentMessageInfo = SMTPSentMessageInfo & { edge: EdgeInfo };
+/** `authentication`: the predicted SPF x DKIM x DMARC verdict (src/message/), absent when edge.checks.authentication is 'off'. */
+export type MailedgeSentMessageInfo = SMTPSentMessageInfo & { edge: EdgeInfo; authentication?: Authentication };
 
 export interface MailedgeWarning {
   /** A warning code; or the error code of a check set to 'warn' in edge.checks that failed (e.g. SPF_FAIL). */

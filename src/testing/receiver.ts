@@ -32,6 +32,17 @@ export interface ReceivedSession {
   rejected: Array<{ stage: 'CONNECT' | 'MAIL' | 'RCPT' | 'DATA'; code: number; message: string }>;
   /** Set when an injected fault cut the connection short without any reply. */
   fault?: 'noGreeting' | 'dropInData';
+  /** Authentication mode: the receiver's own verdict for each message it read (accepted or refused), in order. */
+  authentication?: ReceivedAuthentication[];
+}
+
+/** What the receiver concluded about one message (authentication mode), as mailauth's authenticate() computed it. */
+export interface ReceivedAuthentication {
+  /** The Authentication-Results header it would add (the first line: spf, dkim, dmarc). */
+  header: string;
+  spf: { result: string; domain: string } | null;
+  dkim: Array<{ result: string; domain: string; selector: string; comment?: string }>;
+  dmarc: { result: string; policy: string | null; domain: string } | null;
 }
 
 export interface SmtpReply {
@@ -83,6 +94,14 @@ export interface ReceiverOptions {
   auth?: { user: string; pass: string };
   /** Faults in force from the first connection; see Receiver.setFaults. */
   faults?: ReceiverFaults;
+  /**
+   * Authentication mode (needs dnsServer): SPF, DKIM and DMARC of every
+   * message, by mailauth's authenticate() with the client address, EHLO and
+   * MAIL FROM seen, through the fixture DNS server; recorded in
+   * session.authentication. 'strict' also refuses, as Gmail does, a DMARC
+   * failure under p=reject (550 5.7.26).
+   */
+  authentication?: 'record' | 'strict';
 }
 
 export interface Receiver {
@@ -109,6 +128,8 @@ export interface Receiver {
 export const FCRDNS_REJECT_TEXT =
   '5.7.25 The IP address sending this message does not have a PTR record setup, or the corresponding forward DNS entry does not point to the sending IP';
 export const TEMPFAIL_TEXT = '4.7.25 temporary DNS failure';
+/** Gmail's reply to a DMARC failure under p=reject (authentication mode 'strict'). */
+export const DMARC_REJECT_TEXT = "5.7.26 Unauthenticated email from this domain is not accepted due to the domain's DMARC policy";
 
 const DEFAULT_DNS_TIMEOUT_MS = 1500;
 
@@ -156,6 +177,38 @@ export async function startReceiver(options: ReceiverOptions = {}): Promise<Rece
     new dnsPromises.Resolver().setServers([dnsServer]);
   }
   const keepData = options.keepData ?? true;
+  const authenticationMode = options.authentication;
+  if (authenticationMode && !dnsServer) throw new Error('startReceiver: authentication mode needs dnsServer (the fixture DNS server)');
+  // The body is needed to verify DKIM, whatever keepData says.
+  const keepBody = keepData || Boolean(authenticationMode);
+  /** mailauth's authenticate() over node:dns pointed at the fixture server: nothing shared with mailedge's resolver. */
+  async function authenticateMessage(raw: Buffer, ip: string, helo: string, sender: string): Promise<ReceivedAuthentication> {
+    const { authenticate } = await import('mailauth');
+    const resolver = new dnsPromises.Resolver({ timeout: dnsTimeoutMs, tries: 1 });
+    resolver.setServers([dnsServer as string]);
+    const result = await authenticate(raw, {
+      ip,
+      helo,
+      sender,
+      mta: 'receiver.test',
+      resolver: (name: string, type: string) => resolver.resolve(name, type) as Promise<string[]>,
+      disableArc: true,
+      disableBimi: true,
+    });
+    const dmarc = result.dmarc || null;
+    return {
+      header: result.headers.split(/\r?\n(?=\S)/)[0] ?? '',
+      spf: result.spf ? { result: result.spf.status.result, domain: result.spf.domain } : null,
+      // mailauth lists an unsigned message as one 'none' result without a domain: recorded as no signature.
+      dkim: result.dkim.results.filter((r) => Boolean(r.signingDomain)).map((r) => ({
+        result: r.status.result,
+        domain: r.signingDomain,
+        selector: r.selector ?? '',
+        ...(typeof r.status.comment === 'string' ? { comment: r.status.comment } : {}),
+      })),
+      dmarc: dmarc ? { result: dmarc.status.result, policy: dmarc.policy ?? null, domain: dmarc.domain } : null,
+    };
+  }
   const auth = options.auth;
   let faults = checkFaults(options.faults);
   // How often each fault has fired since the faults were set, for `times`.
@@ -441,7 +494,7 @@ export async function startReceiver(options: ReceiverOptions = {}): Promise<Rece
         }
         if (dropped) return;
         size += chunk.length;
-        if (keepData) chunks.push(chunk);
+        if (keepBody) chunks.push(chunk);
       });
       // smtp-server destroys the stream with an error when the client goes away
       // mid-message; without a listener that error would crash the process.
@@ -450,6 +503,24 @@ export async function startReceiver(options: ReceiverOptions = {}): Promise<Rece
         // The whole body can arrive in the chunk that triggered the drop; the
         // client never got a reply, so the message must not count as accepted.
         if (dropped) return;
+        if (authenticationMode && !refusal) {
+          const from = session.envelope.mailFrom;
+          authenticateMessage(Buffer.concat(chunks), record.clientAddress, record.ehlo, from ? from.address : '').then(
+            (verdict) => {
+              (record.authentication ??= []).push(verdict);
+              if (authenticationMode === 'strict' && verdict.dmarc?.result === 'fail' && verdict.dmarc.policy === 'reject') {
+                callback(reject(record, 'DATA', 550, DMARC_REJECT_TEXT));
+                return;
+              }
+              accept();
+            },
+            (err: unknown) => callback(reject(record, 'DATA', 451, `4.3.0 receiver error: ${err instanceof Error ? err.message : String(err)}`)),
+          );
+          return;
+        }
+        accept();
+      });
+      const accept = (): void => {
         if (refusal) {
           callback(reject(record, 'DATA', refusal.code, refusal.message));
           return;
@@ -463,7 +534,7 @@ export async function startReceiver(options: ReceiverOptions = {}): Promise<Rece
         });
         messages += 1;
         callback(null, 'OK: message queued');
-      });
+      };
     },
 
     onClose(session: SMTPServerSession) {

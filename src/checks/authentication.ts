@@ -1,0 +1,153 @@
+/**
+ * The `authentication` check: the message's predicted SPF x DKIM x DMARC
+ * verdict (src/message/verdict.ts) judged as Gmail and the From domain's own
+ * policy would judge it. A refusal is what the receiver would refuse anyway;
+ * a warning is what it would accept but score, or what mailedge cannot
+ * predict through a relay. With edge.requirements 'bulk', Gmail's and Yahoo's
+ * bulk-sender rules are added.
+ */
+import { createPrivateKey, createPublicKey } from 'node:crypto';
+import type { DkimKeyOptions } from './dkim.js';
+import { organisationalDomain } from './mailauth.js';
+import { ownerNote, paste, txtRecord } from './records.js';
+import type { CheckVerdict } from './types.js';
+import type { Judgement } from '../message/verdict.js';
+import { signatureTags } from '../message/headers.js';
+
+export interface AuthenticationCheckOptions {
+  requirements: 'all' | 'bulk';
+  /** The keys the message was signed with: a hint can then offer the key record to publish. */
+  keys: readonly DkimKeyOptions[];
+}
+
+export function checkAuthentication(judgement: Judgement, options: AuthenticationCheckOptions): CheckVerdict {
+  const { authentication: auth, prepared, spf, receiver, edge } = judgement;
+  const evidence = [
+    ...(spf?.evidence ?? []),
+    ...prepared.dkim.evidence,
+    ...(prepared.dmarcRecord?.evidence ?? []),
+    `Authentication-Results: ${auth.header}`,
+  ];
+  const unique = [...new Set(evidence)];
+  const expected = 'SPF or DKIM passing, and DMARC passing with an identifier aligned with the From domain';
+  const result = (status: CheckVerdict['status'], code: CheckVerdict['code'], actual: string, hint: string | null): CheckVerdict => ({
+    id: 'authentication',
+    status,
+    expected,
+    actual,
+    code,
+    hint,
+    evidence: unique,
+  });
+  const from = prepared.fromDomain;
+  if (from === undefined) {
+    return result('fail', 'FROM_INVALID', auth.dmarc.reason ?? 'the From header does not hold exactly one address', 'Give the message exactly one From address (RFC 5322 section 3.6.2): Gmail rejects a message with none or several (550 5.7.1), and no DMARC policy can be applied to it.');
+  }
+  const missing = ['date', 'message-id'].filter((name) => prepared.headers.get(name).length === 0);
+  if (missing.length > 0) {
+    return result('fail', 'HEADER_MISSING', `the message has no ${missing.map((m) => (m === 'date' ? 'Date' : 'Message-ID')).join(' and no ')} header`, "Leave Nodemailer's Date and Message-ID in place: Gmail's and Yahoo's guidelines require both (RFC 5322 format).");
+  }
+  const dkimPass = auth.dkim.some((s) => s.result === 'pass');
+  const fixes = (): string => fixHint(judgement, options.keys);
+  const { dmarc } = auth;
+
+  if (dmarc.result === 'temperror') return result('temperror', 'DNS_TEMPFAIL', `DMARC: ${dmarc.reason ?? 'temporary DNS failure'}`, `Retry later; if it persists, check that the resolvers in edge.dns.servers answer for _dmarc.${from}.`);
+  if (spf?.result === 'temperror' && !dkimPass) return result('temperror', 'DNS_TEMPFAIL', `SPF of ${spf.domain}: temperror (${spf.comment})`, `Retry later; if it persists, check that the resolvers in edge.dns.servers answer for ${spf.domain}.`);
+  if (dmarc.result === 'fail' && (dmarc.policy === 'reject' || dmarc.policy === 'quarantine')) {
+    return result('fail', 'DMARC_FAIL', `dmarc=fail under p=${dmarc.policy} for ${from}: ${dmarc.reason ?? ''}; the receiver would ${dmarc.policy === 'reject' ? 'reject it (Gmail: 550 5.7.26)' : 'put it in spam'}`, fixes());
+  }
+  if (receiver === 'final' && !dkimPass && spf?.result !== 'pass') {
+    return result('fail', 'SENDER_UNAUTHENTICATED', `neither SPF (${spf?.result ?? 'not evaluated'} for ${spf?.domain ?? auth.spf.domain}) nor any DKIM signature (${auth.dkim.length === 0 ? 'none' : auth.dkim.map((s) => `${s.result} d=${s.domain}`).join(', ')}) passes: Gmail answers 550 5.7.26`, fixes());
+  }
+  if (options.requirements === 'bulk') {
+    const bulk = bulkRequirement(judgement, fixes);
+    if (bulk) return result('fail', bulk.code, bulk.actual, bulk.hint);
+  }
+  if (dmarc.result === null && dmarc.policy !== null) {
+    return result('warn', 'AUTH_DOWNSTREAM', `through the relay ${edge.address === '' ? '' : `(from ${edge.address}) `}no aligned DKIM signature passes, so DMARC (p=${dmarc.policy} for ${from}) rests on the relay's SPF: ${auth.spf.reason ?? ''}`, fixes());
+  }
+  if (dmarc.result === 'fail') return result('warn', 'DMARC_FAIL_MONITORED', `dmarc=fail under p=none for ${from}: ${dmarc.reason ?? ''}`, fixes());
+  if (dmarc.result === 'none') {
+    const org = organisationalDomain(from);
+    return result('warn', 'DMARC_MISSING', `no DMARC record at _dmarc.${from}${org === from ? '' : ` or _dmarc.${org}`}`, `Publish ${paste(txtRecord(`_dmarc.${org}`, `v=DMARC1; p=none; rua=mailto:dmarc-reports@${org}`))}. ${ownerNote(org)}`);
+  }
+  if (dmarc.result === 'permerror') return result('warn', 'DMARC_INVALID', `the DMARC record cannot be applied: ${dmarc.reason ?? ''}`, `Keep exactly one TXT record starting with "v=DMARC1; p=" at _dmarc.${organisationalDomain(from)}. ${ownerNote(organisationalDomain(from))}`);
+  const testing = prepared.dkim.signatures.find((s) => s.testing);
+  if (testing) return result('warn', 'DKIM_TESTING', `the key record ${testing.selector}._domainkey.${testing.domain} carries t=y: the signature verifies (pass), but receivers may treat the message as unsigned`, `Remove t=y from ${testing.selector}._domainkey.${testing.domain} once signing works. ${ownerNote(testing.domain)}`);
+  const broken = auth.dkim.find((s) => s.result !== 'pass');
+  if (broken) return result('warn', 'DKIM_SIGNATURE_FAIL', `the DKIM signature d=${broken.domain} s=${broken.selector} would be ${broken.result}${broken.reason ? ` (${broken.reason})` : ''}; the message is authenticated otherwise`, keyHint(broken.domain, broken.selector, options.keys));
+  return result('pass', null, `dmarc=${dmarc.result ?? 'pass'}${dmarc.alignedBy ? ` (aligned by ${dmarc.alignedBy})` : ''} for ${from}: ${auth.header}`, null);
+}
+
+function bulkRequirement(judgement: Judgement, fixes: () => string): { code: CheckVerdict['code']; actual: string; hint: string } | undefined {
+  const { authentication: auth, prepared, spf } = judgement;
+  // Through a relay SPF is the relay's to pass; the other rules still hold.
+  if (spf && spf.result !== 'pass') return { code: 'BULK_SPF_REQUIRED', actual: `bulk senders need SPF to pass; SPF of ${spf.domain} is ${spf.result}`, hint: `Gmail answers 550 5.7.27. ${fixes()}` };
+  if (!auth.dkim.some((s) => s.result === 'pass')) return { code: 'BULK_DKIM_REQUIRED', actual: 'bulk senders need a passing DKIM signature; the message has none', hint: `Gmail answers 550 5.7.30. Sign with Nodemailer's dkim option, d= the From domain, and publish its key record.` };
+  if (auth.dmarc.result === 'none' || auth.dmarc.result === 'permerror') {
+    const org = organisationalDomain(prepared.fromDomain ?? '');
+    return { code: 'BULK_DMARC_REQUIRED', actual: `bulk senders need a DMARC record (p=none at least): ${auth.dmarc.reason ?? ''}`, hint: `Gmail answers 550 5.7.40. Publish ${paste(txtRecord(`_dmarc.${org}`, `v=DMARC1; p=none; rua=mailto:dmarc-reports@${org}`))}. ${ownerNote(org)}` };
+  }
+  if (auth.dmarc.result === 'fail') return { code: 'BULK_ALIGNMENT_REQUIRED', actual: `bulk senders need DMARC to pass with alignment: ${auth.dmarc.reason ?? ''}`, hint: `Gmail answers 550 5.7.32. ${fixes()}` };
+  const unsubscribe = oneClickProblem(judgement);
+  if (unsubscribe) return { code: 'BULK_UNSUBSCRIBE_REQUIRED', actual: unsubscribe, hint: "Gmail and Yahoo require one-click unsubscribe from bulk senders (RFC 8058). Set Nodemailer's list: { unsubscribe: { url: 'https://example.com/unsubscribe?u=...' } } and headers: { 'List-Unsubscribe-Post': 'List-Unsubscribe=One-Click' }, and sign with DKIM (Nodemailer's signer covers both headers)." };
+  return undefined;
+}
+
+/** RFC 8058 section 3.1: an https URI in List-Unsubscribe, List-Unsubscribe-Post: List-Unsubscribe=One-Click, both covered by a passing DKIM signature. */
+function oneClickProblem(judgement: Judgement): string | undefined {
+  const { headers, dkim } = judgement.prepared;
+  const list = headers.get('list-unsubscribe');
+  if (list.length === 0) return 'the message has no List-Unsubscribe header';
+  if (!list.some((v) => /<https:[^>]+>/i.test(v))) return 'List-Unsubscribe holds no https: URI';
+  const post = headers.get('list-unsubscribe-post');
+  if (!post.some((v) => v.trim().toLowerCase() === 'list-unsubscribe=one-click')) return 'the message has no List-Unsubscribe-Post: List-Unsubscribe=One-Click header';
+  const passing = new Set(dkim.signatures.filter((s) => s.result === 'pass').map((s) => `${s.domain}|${s.selector}`));
+  const covered = headers.get('dkim-signature').some((value) => {
+    const tags = signatureTags(value);
+    if (!passing.has(`${(tags.get('d') ?? '').toLowerCase()}|${(tags.get('s') ?? '').toLowerCase()}`)) return false;
+    const signed = (tags.get('h') ?? '').toLowerCase().split(':');
+    return signed.includes('list-unsubscribe') && signed.includes('list-unsubscribe-post');
+  });
+  return covered ? undefined : 'no passing DKIM signature covers both List-Unsubscribe and List-Unsubscribe-Post';
+}
+
+/** The fixes that fit this message, most robust first: DKIM aligned with From survives forwarding. */
+function fixHint(judgement: Judgement, keys: readonly DkimKeyOptions[]): string {
+  const { prepared, edge, receiver, spf } = judgement;
+  const from = prepared.fromDomain ?? '';
+  const org = organisationalDomain(from);
+  const key = keys[0];
+  const selector = key?.keySelector ?? 's1';
+  const record = key ? publishedKey(key) : undefined;
+  const sign = record
+    ? `Sign with d=${from} (dkim: { domainName: '${from}', keySelector: '${selector}', privateKey }) and publish ${paste(txtRecord(`${selector}._domainkey.${from}`, record))}.`
+    : `Sign with DKIM d=${from} (Nodemailer's dkim option: domainName '${from}', a keySelector, a privateKey) and publish the key's TXT record at <selector>._domainkey.${from}.`;
+  const hints = [sign];
+  if (receiver === 'final') {
+    const mailFromAligned = spf !== undefined && organisationalDomain(spf.domain) === org;
+    if (!mailFromAligned) hints.push(`Or send with a MAIL FROM in ${org} (envelope: { from: 'bounces@${org}', to }) whose SPF record authorises ${edge.address}.`);
+    else if (spf && spf.result !== 'pass') hints.push(`Or authorise ${edge.address} in the SPF record of ${spf.domain} (an ip4:/ip6: mechanism before the all).`);
+  }
+  return `${hints.join(' ')} ${ownerNote(from)}`;
+}
+
+function keyHint(domain: string, selector: string, keys: readonly DkimKeyOptions[]): string {
+  const key = keys.find((k) => k.domainName.toLowerCase() === domain && k.keySelector.toLowerCase() === selector);
+  const record = key ? publishedKey(key) : undefined;
+  return record
+    ? `Publish ${paste(txtRecord(`${selector}._domainkey.${domain}`, record))}, the public key of the configured private key. ${ownerNote(domain)}`
+    : `Publish the signing key's public key at ${selector}._domainkey.${domain}. ${ownerNote(domain)}`;
+}
+
+/** The key record text for a private key, ready to paste; undefined when it cannot be read. */
+function publishedKey(key: DkimKeyOptions): string | undefined {
+  try {
+    const pub = createPublicKey(createPrivateKey(key.privateKey));
+    const spki = pub.export({ type: 'spki', format: 'der' });
+    if (pub.asymmetricKeyType === 'ed25519') return `v=DKIM1; k=ed25519; p=${spki.subarray(12).toString('base64')}`;
+    return `v=DKIM1; k=rsa; p=${spki.toString('base64')}`;
+  } catch {
+    return undefined;
+  }
+}

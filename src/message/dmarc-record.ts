@@ -1,0 +1,52 @@
+/**
+ * The DMARC record that applies to a From domain (RFC 7489 section 6.6.3):
+ * _dmarc.<domain>, and only when it has none, _dmarc.<organisational domain>,
+ * whose sp= (when present) then applies instead of p=. Looked up through
+ * mailedge's resolver and kept per domain for the shortest TTL of the
+ * answers read, so a message costs a cache read.
+ */
+import type { Lookup, Resolver } from '../dns/resolver.js';
+import { digLine } from '../checks/evidence.js';
+import { parseTags, txtStrings } from '../checks/records.js';
+import { organisationalDomain, type AlignmentMode } from './alignment.js';
+
+export type DmarcPolicy = 'none' | 'quarantine' | 'reject';
+
+export type DmarcRecordOutcome =
+  | { kind: 'record'; owner: string; text: string; policy: DmarcPolicy; adkim: AlignmentMode; aspf: AlignmentMode; evidence: string[] }
+  /** No record at the domain nor at its organisational domain: DMARC "none". */
+  | { kind: 'none'; evidence: string[] }
+  /** Several records, or one without a usable p=: receivers apply none of them (RFC 7489 "permerror"). */
+  | { kind: 'permerror'; owner: string; reason: string; evidence: string[] }
+  | { kind: 'temperror'; reason: string; evidence: string[] };
+
+const POLICIES: readonly DmarcPolicy[] = ['none', 'quarantine', 'reject'];
+
+export async function findDmarcRecord(domain: string, resolver: Resolver, signal: AbortSignal): Promise<{ outcome: DmarcRecordOutcome; expiresAt: number }> {
+  const org = organisationalDomain(domain);
+  const lookups: Lookup[] = [];
+  const done = (outcome: DmarcRecordOutcome): { outcome: DmarcRecordOutcome; expiresAt: number } => ({
+    outcome,
+    expiresAt: Math.min(...lookups.map((l) => resolver.expiresAt(l))),
+  });
+  for (const candidate of domain === org ? [domain] : [domain, org]) {
+    const owner = `_dmarc.${candidate}`;
+    const lookup = await resolver.lookup(owner, 'TXT', signal);
+    lookups.push(lookup);
+    const evidence = lookups.map((l) => digLine(l));
+    if (lookup.kind === 'tempfail') return done({ kind: 'temperror', reason: `the DMARC lookup of ${owner} failed temporarily`, evidence });
+    const records = txtStrings(lookup).filter((t) => /^v\s*=\s*DMARC1\s*(;|$)/i.test(t.trim()));
+    if (records.length === 0) continue;
+    const [text] = records;
+    if (records.length > 1 || text === undefined) return done({ kind: 'permerror', owner, reason: `${records.length} DMARC records at ${owner}`, evidence });
+    const tags = parseTags(text);
+    const p = POLICIES.find((x) => x === tags.get('p')?.toLowerCase());
+    const sp = POLICIES.find((x) => x === tags.get('sp')?.toLowerCase());
+    if (p === undefined) return done({ kind: 'permerror', owner, reason: `no valid p= in the DMARC record at ${owner}`, evidence });
+    // RFC 7489 section 6.3: sp= is for subdomains, read from the organisational domain's record.
+    const policy = candidate !== domain && sp !== undefined ? sp : p;
+    const mode = (tag: string): AlignmentMode => (tags.get(tag)?.toLowerCase() === 's' ? 's' : 'r');
+    return done({ kind: 'record', owner, text, policy, adkim: mode('adkim'), aspf: mode('aspf'), evidence });
+  }
+  return done({ kind: 'none', evidence: lookups.map((l) => digLine(l)) });
+}

@@ -1,0 +1,126 @@
+/**
+ * The message-identity stage of a route: what src/routes/relay.ts calls in
+ * front of a hand-over. `prepare` renders the message once (the bytes both
+ * verified and sent) and does the edge-independent work; `judge` computes the
+ * verdict for the decision the message actually leaves with and refuses, or
+ * warns, by the `authentication` check.
+ *
+ * One authenticator per transport (per resolver): direct delivery's routes to
+ * many MX hosts share its DKIM, SPF and DMARC caches.
+ */
+import type { MailMessage } from 'nodemailer/lib/mailer';
+import type { Resolver } from '../dns/resolver.js';
+import { Cache } from '../cache.js';
+import { EdgeRefusedError, MailedgeError } from '../errors.js';
+import { checkAuthentication } from '../checks/authentication.js';
+import { withSeverity, worthWarning, type CheckResult, type PreflightReport } from '../checks/types.js';
+import { dkimKeys, type ResolvedEdgeOptions } from '../options.js';
+import type { Decision } from '../decide.js';
+import type { MailedgeWarning } from '../routes/route.js';
+import { envelopeOf, withEnvelope } from '../routes/mail-view.js';
+import { MessageTooLargeError, renderOnce } from './render.js';
+import { MessageAuthenticator, type Authentication, type PreparedMessage } from './verdict.js';
+
+export type { Authentication } from './verdict.js';
+
+const authenticators = new WeakMap<Resolver, MessageAuthenticator>();
+
+/** Warnings remembered at most; forgetting one only lets it be raised again. */
+const MAX_WARNED = 10_000;
+
+export interface PreparedSend {
+  /** The message to hand to Nodemailer: the same envelope, with the rendered bytes. */
+  outgoing: MailMessage;
+  prepared: PreparedMessage;
+  /** The verdict last computed, and for which edge: reused when the hand-over decides the same edge. */
+  last?: { key: string; authentication: Authentication };
+}
+
+export class MessageStage {
+  readonly active: boolean;
+  private readonly authenticator: MessageAuthenticator;
+  private readonly warned: Cache<string, true>;
+
+  constructor(
+    private readonly options: ResolvedEdgeOptions,
+    resolver: Resolver,
+  ) {
+    this.active = options.checks.authentication !== 'off';
+    let shared = authenticators.get(resolver);
+    if (!shared) {
+      shared = new MessageAuthenticator(resolver, options.clock, options.dkim);
+      authenticators.set(resolver, shared);
+    }
+    this.authenticator = shared;
+    this.warned = new Cache({ name: 'authentication warnings', max: MAX_WARNED, clock: options.clock });
+  }
+
+  /** Render once and verify what the message alone decides; undefined when the check is off (the message then streams as before). */
+  async prepare(mail: MailMessage, report: PreflightReport, signal: AbortSignal | undefined): Promise<PreparedSend | undefined> {
+    if (!this.active) return undefined;
+    let raw: Buffer;
+    try {
+      raw = await renderOnce(mail);
+    } catch (err) {
+      if (err instanceof MessageTooLargeError) throw new EdgeRefusedError(report, tooLarge(err.limit), { mail: mail.data });
+      throw err;
+    }
+    const prepared = await this.authenticator.prepare(mail, raw, this.deadline(signal));
+    return { outgoing: withEnvelope(mail, envelopeOf(mail), raw), prepared };
+  }
+
+  /**
+   * The verdict for the edge this message leaves with; throws the refusal
+   * (EdgeRefusedError with `authentication`) when the check, enforced, fails.
+   */
+  async judge(send: PreparedSend, decision: Decision, report: PreflightReport, mail: unknown, warn: (warning: MailedgeWarning) => void): Promise<Authentication> {
+    const key = `${decision.address}|${decision.name}`;
+    if (send.last?.key === key) return send.last.authentication;
+    const judgement = await this.authenticator.judge(send.prepared, { address: decision.address, name: decision.name }, this.options.receiver, this.deadline(undefined));
+    const keys = send.prepared.headers.get('dkim-signature').length > 0 ? this.keysOf(mail) : [];
+    const check = withSeverity(checkAuthentication(judgement, { requirements: this.options.requirements, keys }), this.options.checks.authentication === 'warn' ? 'warn' : 'enforce', send.prepared.fromDomain);
+    const { authentication } = judgement;
+    if (check.severity === 'enforce' && (check.status === 'fail' || check.status === 'temperror')) {
+      throw Object.assign(new EdgeRefusedError({ ...report, ok: false, checks: [...report.checks, check] }, check, { mail }), { authentication });
+    }
+    if (worthWarning(check)) this.warnOnce(check, report, warn);
+    send.last = { key, authentication };
+    return authentication;
+  }
+
+  private warnOnce(check: CheckResult, report: PreflightReport, warn: (warning: MailedgeWarning) => void): void {
+    const key = `${check.code ?? ''}|${check.domain ?? ''}`;
+    if (this.warned.get(key)) return;
+    this.warned.set(key, true, this.options.clock.now() + this.options.minTtl * 1000);
+    warn({ code: check.code ?? 'DMARC_FAIL_MONITORED', message: `mailedge: authentication ${check.domain ?? ''}: ${check.actual}`, check, report });
+  }
+
+  private keysOf(mail: unknown): ReturnType<typeof dkimKeys> {
+    const own = (mail as { dkim?: unknown } | undefined)?.dkim;
+    return own ? dkimKeys(own) : this.options.dkim;
+  }
+
+  /** The DNS deadline for the message's lookups: edge.dns.timeout, or sooner when the message is aborted. */
+  private deadline(signal: AbortSignal | undefined): AbortSignal {
+    const timeout = AbortSignal.timeout(this.options.timeout);
+    return signal ? AbortSignal.any([signal, timeout]) : timeout;
+  }
+}
+
+/** The authentication object an error carries, when it is a refusal of the message stage. */
+export function authenticationOf(err: unknown): Authentication | undefined {
+  return err instanceof MailedgeError ? (err as MailedgeError & { authentication?: Authentication }).authentication : undefined;
+}
+
+function tooLarge(limit: number): CheckResult {
+  return {
+    id: 'authentication',
+    status: 'fail',
+    severity: 'enforce',
+    expected: `a rendered message of at most ${limit} bytes`,
+    actual: `the rendered message exceeds ${limit} bytes`,
+    code: 'MESSAGE_TOO_LARGE',
+    hint: "Send large files as links; or set edge.checks.authentication to 'off' to stream the message without the authentication check.",
+    evidence: [],
+  };
+}

@@ -1,0 +1,167 @@
+/**
+ * The verdict engine: what the receiver that sees mailedge's edge address
+ * will write in Authentication-Results (RFC 8601) for this message, computed
+ * before it is handed to a connection, for the edge address and EHLO name it
+ * leaves with.
+ *
+ * Split in two so the hand-over stays cheap: `prepare` does what depends on
+ * the message alone (render once, read the headers, verify DKIM, find the From
+ * domain's DMARC record), `judge` what depends on the edge (SPF of the
+ * MAIL FROM for this address and name, DMARC alignment). Both read caches in
+ * the common case (see dkim.ts, spf.ts, dmarc-record.ts).
+ */
+import type { MailMessage } from 'nodemailer/lib/mailer';
+import type { Resolver } from '../dns/resolver.js';
+import { Cache, type Clock } from '../cache.js';
+import type { DkimKeyOptions } from '../checks/dkim.js';
+import type { SpfResultName } from '../checks/mailauth.js';
+import { dkimKeys } from '../options.js';
+import { aligned } from './alignment.js';
+import { DkimVerifier, type DkimOutcome, type DkimResultName } from './dkim.js';
+import { findDmarcRecord, type DmarcPolicy, type DmarcRecordOutcome } from './dmarc-record.js';
+import { authenticationResultsHeader } from './header.js';
+import { domainOf, readHeaders, type MessageHeaders } from './headers.js';
+import { SpfEvaluator, type SpfOutcome } from './spf.js';
+
+export type ReceiverKind = 'final' | 'relay';
+
+/** The contract `info.authentication` / `err.authentication` carry (scripts compare it with real receivers' headers). */
+export interface Authentication {
+  spf: { result: SpfResultName | null; domain: string; reason?: string };
+  dkim: Array<{ result: DkimResultName; domain: string; selector: string; reason?: string }>;
+  dmarc: {
+    result: 'pass' | 'fail' | 'none' | 'temperror' | 'permerror' | null;
+    domain: string | null;
+    policy: DmarcPolicy | null;
+    alignedBy: 'dkim' | 'spf' | null;
+    reason?: string;
+  };
+  header: string;
+}
+
+/** What the message alone decides, before an edge is chosen. */
+export interface PreparedMessage {
+  raw: Buffer;
+  headers: MessageHeaders;
+  /** MAIL FROM: false for the null sender. */
+  mailFrom: string | false;
+  dkim: DkimOutcome;
+  /** Undefined when the From header does not hold exactly one address. */
+  fromDomain: string | undefined;
+  dmarcRecord: DmarcRecordOutcome | undefined;
+}
+
+/** The verdict and what the check needs to explain it. */
+export interface Judgement {
+  authentication: Authentication;
+  receiver: ReceiverKind;
+  prepared: PreparedMessage;
+  spf: SpfOutcome | undefined;
+  /** The edge the verdict was computed for. */
+  edge: { address: string; name: string };
+}
+
+/** From domains whose DMARC record is remembered at most. */
+const MAX_DMARC = 10_000;
+
+export class MessageAuthenticator {
+  private readonly dkim: DkimVerifier;
+  private readonly spf: SpfEvaluator;
+  private readonly dmarc: Cache<string, DmarcRecordOutcome>;
+
+  constructor(
+    private readonly resolver: Resolver,
+    clock: Clock,
+    /** The transport's own dkim keys (Nodemailer's transport-level `dkim` option). */
+    private readonly transportKeys: readonly DkimKeyOptions[],
+    private readonly authserv = 'mailedge',
+  ) {
+    this.dkim = new DkimVerifier(resolver, clock);
+    this.spf = new SpfEvaluator(resolver, clock);
+    this.dmarc = new Cache({ name: 'dmarc records', max: MAX_DMARC, clock });
+  }
+
+  /** The message's own part of the verdict, from its rendered bytes. */
+  async prepare(mail: MailMessage, raw: Buffer, signal: AbortSignal): Promise<PreparedMessage> {
+    const headers = readHeaders(raw);
+    const envelope = mail.message.getEnvelope();
+    const mailFrom = envelope.from || false;
+    // A per-message dkim option replaces the transport's, as in Nodemailer.
+    const keys = mail.data.dkim ? dkimKeys(mail.data.dkim) : this.transportKeys;
+    const single = headers.fromFields === 1 && headers.from.length === 1 ? headers.from[0] : undefined;
+    const fromDomain = single === undefined ? undefined : domainOf(single);
+    const [dkim, dmarcRecord] = await Promise.all([
+      this.dkim.verify(raw, headers, keys, signal),
+      fromDomain === undefined ? Promise.resolve(undefined) : this.dmarcRecord(fromDomain, signal),
+    ]);
+    return { raw, headers, mailFrom, dkim, fromDomain, dmarcRecord };
+  }
+
+  /** The verdict for one edge address and EHLO name, as the receiver of the given kind computes it. */
+  async judge(prepared: PreparedMessage, edge: { address: string; name: string }, receiver: ReceiverKind, signal: AbortSignal): Promise<Judgement> {
+    const spf = receiver === 'final' ? await this.spf.evaluate(prepared.mailFrom, edge.address, edge.name, signal) : undefined;
+    const spfDomain = spf?.domain ?? (prepared.mailFrom === false ? edge.name.toLowerCase() : domainOf(prepared.mailFrom));
+    const spfPart: Authentication['spf'] = spf
+      ? { result: spf.result, domain: spf.domain, ...(spf.result === 'pass' ? {} : spf.comment ? { reason: spf.comment } : {}) }
+      : {
+          result: null,
+          domain: spfDomain,
+          reason: `decided downstream: ${edge.address} connects to a relay, so the final receiver sees the relay's address, and a submission relay may rewrite MAIL FROM (set edge.receiver 'final' when the host is the final receiver)`,
+        };
+    const dkimPart = prepared.dkim.signatures.map((s) => ({ result: s.result, domain: s.domain, selector: s.selector, ...(s.reason ? { reason: s.reason } : {}) }));
+    const dmarcPart = dmarcVerdict(prepared, spf, receiver);
+    const authentication: Authentication = {
+      spf: spfPart,
+      dkim: dkimPart,
+      dmarc: dmarcPart,
+      header: '',
+    };
+    authentication.header = authenticationResultsHeader(this.authserv, authentication, spf?.identity ?? (prepared.mailFrom === false ? 'helo' : 'mailfrom'));
+    return { authentication, receiver, prepared, spf, edge };
+  }
+
+  private dmarcRecord(domain: string, signal: AbortSignal): Promise<DmarcRecordOutcome> {
+    return this.dmarc.getOrLoad(domain, async () => {
+      const { outcome, expiresAt } = await findDmarcRecord(domain, this.resolver, signal);
+      return { value: outcome, expiresAt: outcome.kind === 'temperror' ? 0 : expiresAt };
+    });
+  }
+}
+
+/** RFC 7489 section 6.6.2: pass when an identifier aligned with the From domain passes; DKIM named first because it survives forwarding. */
+function dmarcVerdict(prepared: PreparedMessage, spf: SpfOutcome | undefined, receiver: ReceiverKind): Authentication['dmarc'] {
+  const domain = prepared.fromDomain ?? null;
+  const record = prepared.dmarcRecord;
+  if (domain === null || record === undefined) {
+    const count = prepared.headers.from.length;
+    return { result: 'permerror', domain, policy: null, alignedBy: null, reason: `the From header holds ${count === 0 ? 'no address' : `${count} addresses in ${prepared.headers.fromFields} field(s)`}; DMARC needs exactly one` };
+  }
+  switch (record.kind) {
+    case 'none':
+      return { result: 'none', domain, policy: null, alignedBy: null, reason: 'no DMARC record at the From domain or its organisational domain' };
+    case 'temperror':
+      return { result: 'temperror', domain, policy: null, alignedBy: null, reason: record.reason };
+    case 'permerror':
+      return { result: 'permerror', domain, policy: null, alignedBy: null, reason: record.reason };
+    case 'record':
+      break;
+  }
+  const policy = record.policy;
+  const dkimAligned = prepared.dkim.signatures.some((s) => s.result === 'pass' && aligned(domain, s.domain, record.adkim));
+  if (dkimAligned) return { result: 'pass', domain, policy, alignedBy: 'dkim' };
+  if (!spf) {
+    return {
+      result: null,
+      domain,
+      policy,
+      alignedBy: null,
+      reason: 'no aligned DKIM signature passes, so DMARC rests on SPF, which the final receiver decides on the relay\'s address',
+    };
+  }
+  if (spf.result === 'pass' && aligned(domain, spf.domain, record.aspf)) return { result: 'pass', domain, policy, alignedBy: 'spf' };
+  const why = [
+    prepared.dkim.signatures.length === 0 ? 'the message is not DKIM-signed' : `no passing DKIM signature is ${record.adkim === 's' ? 'strictly ' : ''}aligned with ${domain}`,
+    spf.result !== 'pass' ? `SPF of ${spf.domain} is ${spf.result}` : `SPF passes for ${spf.domain}, which is not ${record.aspf === 's' ? 'strictly ' : ''}aligned with ${domain}`,
+  ];
+  return { result: 'fail', domain, policy, alignedBy: null, reason: why.join('; ') };
+}
