@@ -203,7 +203,12 @@ function redactPositions(text: string): string {
 interface AuthState {
   inAuth: boolean;
   lastWas334: boolean;
+  /** The mechanism carries a bearer token, which may have been issued at run time (provisioning, refresh). */
+  bearer?: boolean;
 }
+
+/** Token mechanisms: their secret may be issued at run time, unknown to the redactor, so a reply to them is always withheld. */
+const BEARER_AUTH = /^AUTH\s+(?:XOAUTH2|OAUTHBEARER)\b/i;
 const MAX_SESSIONS = 1024;
 
 class RedactorCore {
@@ -238,9 +243,12 @@ class RedactorCore {
     return this.extra ? this.extra(out) : out;
   }
 
-  /** A receiver's reply to an AUTH step: kept (minus long secrets) unless a short secret could be in it unseen. */
-  authReply(reply: string): string {
-    if (!this.forms().short) return this.text(reply);
+  /**
+   * A receiver's reply to an AUTH step: kept (minus long secrets) unless a
+   * secret could be in it unseen: a short one, or a token issued at run time.
+   */
+  authReply(reply: string, bearer = false): string {
+    if (!bearer && !this.forms().short) return this.text(reply);
     const status = /^\d{3}(?:[ -]\d\.\d{1,3}\.\d{1,3})?/.exec(reply);
     return status ? `${status[0]} ${WITHHELD}` : WITHHELD;
   }
@@ -251,7 +259,7 @@ class RedactorCore {
     const command = typeof record.command === 'string' ? record.command : '';
     const response = record.response;
     if (typeof response === 'string' && response.length > 0) {
-      const safe = /^AUTH\b/i.test(command) ? this.authReply(response) : this.text(response);
+      const safe = /^AUTH\b/i.test(command) ? this.authReply(response, BEARER_AUTH.test(command)) : this.text(response);
       // Nodemailer's message and stack quote the reply: replace it where it stands first.
       for (const key of ['message', 'stack'] as const) {
         const value = record[key];
@@ -342,7 +350,7 @@ class RedactorCore {
     if (!isRecord(err) || typeof err.response !== 'string' || err.response.length === 0) return (text) => text;
     const response = err.response;
     const command = typeof err.command === 'string' ? err.command : '';
-    const safe = /^AUTH\b/i.test(command) ? this.authReply(response) : this.text(response);
+    const safe = /^AUTH\b/i.test(command) ? this.authReply(response, BEARER_AUTH.test(command)) : this.text(response);
     return (text) => text.split(response).join(safe);
   }
 
@@ -358,7 +366,7 @@ class RedactorCore {
     const state = this.sessions.get(key);
     if (tnx === 'client') {
       if (/^AUTH\s/i.test(line)) {
-        this.session(key, { inAuth: true, lastWas334: false });
+        this.session(key, { inAuth: true, lastWas334: false, bearer: BEARER_AUTH.test(line) });
         return redactPositions(line);
       }
       if (state?.inAuth && state.lastWas334) {
@@ -372,7 +380,7 @@ class RedactorCore {
     state.lastWas334 = /^334[ -]/.test(line);
     if (state.lastWas334) return line;
     if (/^\d{3} /.test(line)) this.sessions.delete(key);
-    return /^2\d\d[ -]/.test(line) ? this.text(line) : this.authReply(line);
+    return /^2\d\d[ -]/.test(line) ? this.text(line) : this.authReply(line, state.bearer === true);
   }
 
   private session(key: string, state: AuthState): void {

@@ -252,7 +252,9 @@ describe('redaction: OAuth2', () => {
     expect((err as { code?: string }).code).toBe('EAUTH');
     expect(c.lines('client').some((line) => line.startsWith('AUTH XOAUTH2 '))).toBe(true);
     expectAuthLinesMasked(c);
-    expect(c.all()).toContain('credential [redacted] rejected');
+    // A token may be issued at run time, unknown to the redactor: every reply to a bearer AUTH is withheld after its status.
+    expect(c.all()).not.toContain('credential ');
+    expect(c.all()).toContain('535 [reply withheld');
     expectAbsent(c, [ACCESS, b64(`user=app\u0001auth=Bearer ${ACCESS}\u0001\u0001`)]);
   });
 
