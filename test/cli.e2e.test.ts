@@ -1,6 +1,14 @@
 /**
- * The CLI is a contract for scripts and CI: these tests run the built bin as a
- * child process, exactly as `npx mailedge` would, and read exit codes and output.
+ * The CLI is a contract for scripts and CI: exit codes, output, and settings
+ * from flags, the environment and a .env file.
+ *
+ * Its behaviour is tested in-process: runCli with the argv a shell would pass
+ * and a captured io (stdout, stderr, env, cwd, whether stdout is a terminal, the
+ * stop signal), which is all the bin hands it. What only a process can show is
+ * tested by running the built bin as a child process, exactly as `npx mailedge`
+ * would: that it wires process.env, the working directory and the terminal into
+ * runCli, turns the returned code into the exit status, and that `mailedge
+ * world` stops on SIGTERM and Ctrl-C.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -11,8 +19,11 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startWorld, type World } from './support/world.js';
 import { startReceiver, type Receiver } from '../src/testing/receiver.js';
+import { runCli } from '../src/cli/main.js';
+import type { CliIo } from '../src/cli/io.js';
 
 const BIN = fileURLToPath(new URL('../dist/cli/bin.js', import.meta.url));
+const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
 
 interface Run {
   code: number;
@@ -20,14 +31,42 @@ interface Run {
   stderr: string;
 }
 
-/** `env` values of undefined take a variable out (Node leaves undefined ones out of the child's environment). */
-function run(args: string[], options: { env?: Record<string, string | undefined>; cwd?: string; nodeArgs?: string[] } = {}): Promise<Run> {
+interface RunOptions {
+  /** Added to a clean environment; a value of undefined takes a variable out. */
+  env?: Record<string, string | undefined>;
+  /** Where a .env file is looked for; a fresh empty directory unless given. */
+  cwd?: string;
+}
+
+const emptyDir = (): string => mkdtempSync(join(tmpdir(), 'mailedge-cli-'));
+
+/** A clean environment: nothing of the developer's SMTP_* settings leaks in, and no colour unless a test asks. */
+function cleanEnv(env: Record<string, string | undefined> = {}): Record<string, string> {
+  return Object.fromEntries(Object.entries({ NO_COLOR: '1', ...env }).filter((entry): entry is [string, string] => entry[1] !== undefined));
+}
+
+/** One CLI invocation in-process, with the io the bin would build: captured streams, the given environment and working directory. */
+async function cli(args: string[], options: RunOptions & { tty?: boolean; stopSignal?: () => AbortSignal } = {}): Promise<Run> {
+  let stdout = '';
+  let stderr = '';
+  const io: CliIo = {
+    stdout: { write: (text: string) => (stdout += text), isTTY: options.tty ?? false },
+    stderr: { write: (text: string) => (stderr += text) },
+    env: cleanEnv(options.env),
+    cwd: options.cwd ?? emptyDir(),
+    ...(options.stopSignal ? { stopSignal: options.stopSignal } : {}),
+  };
+  const code = await runCli(args, io);
+  return { code, stdout, stderr };
+}
+
+/** The built bin as a child process. */
+function bin(args: string[], options: RunOptions & { nodeArgs?: string[] } = {}): Promise<Run> {
   return new Promise((resolve) => {
     execFile(
       process.execPath,
       [...(options.nodeArgs ?? []), BIN, ...args],
-      // A clean environment: nothing of the developer's SMTP_* settings leaks in.
-      { env: { PATH: process.env.PATH ?? '', NO_COLOR: '1', ...options.env }, cwd: options.cwd ?? mkdtempSync(join(tmpdir(), 'mailedge-cli-')), timeout: 20_000 },
+      { env: { PATH: process.env.PATH ?? '', ...cleanEnv(options.env) }, cwd: options.cwd ?? emptyDir(), timeout: 20_000 },
       (err, stdout, stderr) => {
         const code = err && typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : err ? -1 : 0;
         resolve({ code, stdout, stderr });
@@ -54,9 +93,54 @@ beforeEach(() => {
 
 const dnsFlags = (): string[] => ['--dns', world.dns.server];
 
+describe.concurrent('the built bin, as a child process', () => {
+  it('--version prints the package version and exits 0', async () => {
+    const result = await bin(['--version']);
+    expect(result).toEqual({ code: 0, stdout: `${version}\n`, stderr: '' });
+  });
+
+  it('check --json exits 0 with the JSON report, its settings read from the process environment and the .env file of its working directory', async () => {
+    const cwd = emptyDir();
+    writeFileSync(join(cwd, '.env'), `MAILEDGE_DNS=${world.dns.server}\n`);
+    const result = await bin(['check', '--host', 'smtp.relay.test', '--json'], { cwd, env: { MAILEDGE_LOCAL_ADDRESS: '127.0.0.2' } });
+    expect(result.code).toBe(0);
+    const report = JSON.parse(result.stdout) as { ok: boolean; address: string; name: string; checks: Array<{ id: string; status: string }> };
+    expect(report).toMatchObject({ ok: true, address: '127.0.0.2', name: 'mail.good.test' });
+    expect(report.checks.map((c) => c.id)).toEqual(['destination', 'edge-address', 'ptr', 'fcrdns', 'ehlo-name', 'ehlo-syntax', 'generic-ptr']);
+  });
+
+  it('a usage error exits 64, says so on stderr and prints nothing on stdout', async () => {
+    const result = await bin(['check', '--bogus']);
+    expect(result.code).toBe(64);
+    expect(result.stdout).toBe('');
+    const lines = result.stderr.trim().split('\n');
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toContain('--bogus');
+    expect(lines[1]).toBe('Run "mailedge check --help" for usage.');
+  });
+
+  it('never lets the SMTP_PASS of its environment reach stdout or stderr, whatever writes there, even when authentication fails', async () => {
+    const args = ['send', '--host', 'plain.relay.test', '--port', String(authed.port), '--local-address', '127.0.0.2', ...dnsFlags(), '--from', 'app@sender.test', '--to', 'someone@example.test', '--ignore-tls'];
+    const wrong = await bin(args, { env: { SMTP_USER: 'app', SMTP_PASS: `${SECRET}-wrong` } });
+    expect(wrong.code).toBe(1);
+    expect(wrong.stdout + wrong.stderr).not.toContain(SECRET);
+    expect(wrong.stdout + wrong.stderr).not.toContain(Buffer.from(SECRET).toString('base64'));
+  });
+
+  it('colours the report when its stdout is a terminal and NO_COLOR is set but empty', async () => {
+    // A child's stdout is a pipe; this preload makes the real bin believe it is a terminal, as `script` would, portably.
+    const onTerminal = ['--import', 'data:text/javascript,process.stdout.isTTY=true'];
+    const ESC = '\u001b[';
+    const args = ['check', '--local-address', '127.0.0.2', '--host', 'smtp.relay.test', ...dnsFlags()];
+    const result = await bin(args, { nodeArgs: onTerminal, env: { NO_COLOR: '' } });
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain(`${ESC}32m✔${ESC}0m destination`);
+  });
+});
+
 describe('mailedge check', () => {
   it('exits 0 with the JSON report of a confirmed host', async () => {
-    const result = await run(['check', '--local-address', '127.0.0.2', '--host', 'smtp.relay.test', ...dnsFlags(), '--json']);
+    const result = await cli(['check', '--local-address', '127.0.0.2', '--host', 'smtp.relay.test', ...dnsFlags(), '--json']);
     expect(result.code).toBe(0);
     const report = JSON.parse(result.stdout) as { ok: boolean; address: string; name: string; checks: Array<{ id: string; status: string }> };
     expect(report).toMatchObject({ ok: true, address: '127.0.0.2', name: 'mail.good.test' });
@@ -64,7 +148,7 @@ describe('mailedge check', () => {
   });
 
   it('exits 1 and prints evidence and the fix for a forward mismatch', async () => {
-    const result = await run(['check', '--local-address', '127.0.0.3', ...dnsFlags()]);
+    const result = await cli(['check', '--local-address', '127.0.0.3', ...dnsFlags()]);
     expect(result.code).toBe(1);
     expect(result.stdout).toContain('✘ fcrdns');
     expect(result.stdout).toContain('dig +short A mail.wrong.test → 127.0.0.99');
@@ -73,7 +157,7 @@ describe('mailedge check', () => {
   });
 
   it('exits 1 with JSON for a missing PTR', async () => {
-    const result = await run(['check', '--local-address', '127.0.0.4', ...dnsFlags(), '--json']);
+    const result = await cli(['check', '--local-address', '127.0.0.4', ...dnsFlags(), '--json']);
     expect(result.code).toBe(1);
     const report = JSON.parse(result.stdout) as { ok: boolean; name: null; checks: Array<{ id: string; code: string | null }> };
     expect(report.ok).toBe(false);
@@ -82,7 +166,7 @@ describe('mailedge check', () => {
   });
 
   it('does not crash on a hostile PTR name and never prints it raw', async () => {
-    const result = await run(['check', '--local-address', '127.0.0.8', ...dnsFlags()]);
+    const result = await cli(['check', '--local-address', '127.0.0.8', ...dnsFlags()]);
     expect(result.code).toBe(1);
     expect(result.stdout).toContain('PTR_INVALID');
     expect(result.stdout).toContain('mail\\013\\010rset.good.test');
@@ -90,13 +174,13 @@ describe('mailedge check', () => {
   });
 
   it('checks the public address given for NAT', async () => {
-    const result = await run(['check', '--local-address', '127.0.0.10', '--public-address', '127.0.0.2', ...dnsFlags(), '--json']);
+    const result = await cli(['check', '--local-address', '127.0.0.10', '--public-address', '127.0.0.2', ...dnsFlags(), '--json']);
     expect(result.code).toBe(0);
     expect(JSON.parse(result.stdout)).toMatchObject({ address: '127.0.0.2', name: 'mail.good.test' });
   });
 
   it('exits 2 when DNS is unreachable', async () => {
-    const result = await run(['check', '--local-address', '127.0.0.2', '--dns', '127.0.0.1:9', '--dns-timeout', '800', '--json']);
+    const result = await cli(['check', '--local-address', '127.0.0.2', '--dns', '127.0.0.1:9', '--dns-timeout', '800', '--json']);
     expect(result.code).toBe(2);
     expect(JSON.parse(result.stdout)).toMatchObject({ ok: false, checks: expect.arrayContaining([expect.objectContaining({ code: 'DNS_TEMPFAIL', status: 'temperror' })]) });
   });
@@ -104,12 +188,12 @@ describe('mailedge check', () => {
   it('reads settings from the environment and a .env file, flags winning', async () => {
     const cwd = mkdtempSync(join(tmpdir(), 'mailedge-env-'));
     writeFileSync(join(cwd, '.env'), `MAILEDGE_LOCAL_ADDRESS=127.0.0.4\nMAILEDGE_DNS=${world.dns.server}\n`);
-    const fromFile = await run(['check', '--json'], { cwd });
+    const fromFile = await cli(['check', '--json'], { cwd });
     expect(fromFile.code).toBe(1);
     expect(JSON.parse(fromFile.stdout)).toMatchObject({ address: '127.0.0.4' });
-    const fromEnv = await run(['check', '--json'], { cwd, env: { MAILEDGE_LOCAL_ADDRESS: '127.0.0.2' } });
+    const fromEnv = await cli(['check', '--json'], { cwd, env: { MAILEDGE_LOCAL_ADDRESS: '127.0.0.2' } });
     expect(JSON.parse(fromEnv.stdout)).toMatchObject({ address: '127.0.0.2', ok: true });
-    const fromFlag = await run(['check', '--json', '--local-address', '127.0.0.3'], { cwd, env: { MAILEDGE_LOCAL_ADDRESS: '127.0.0.2' } });
+    const fromFlag = await cli(['check', '--json', '--local-address', '127.0.0.3'], { cwd, env: { MAILEDGE_LOCAL_ADDRESS: '127.0.0.2' } });
     expect(JSON.parse(fromFlag.stdout)).toMatchObject({ address: '127.0.0.3', ok: false });
   });
 });
@@ -125,7 +209,7 @@ describe('mailedge check --from / --to', () => {
   }
 
   it('adds the sender and recipient checks to the JSON, each with its id, and exits 0 when all pass', async () => {
-    const result = await run([...base(), '--from', 'app@sender.test', '--to', 'someone@example.test', '--json']);
+    const result = await cli([...base(), '--from', 'app@sender.test', '--to', 'someone@example.test', '--json']);
     expect(result.code).toBe(0);
     const report = JSON.parse(result.stdout) as { schema: number; ok: boolean; checks: JsonCheck[] };
     expect(report.schema).toBe(1);
@@ -138,7 +222,7 @@ describe('mailedge check --from / --to', () => {
   });
 
   it('exits 1 when an enforced check fails: a recipient at a null-MX domain', async () => {
-    const result = await run([...base(), '--from', 'app@sender.test', '--to', 'someone@example.test', '--to', 'nobody@nullmx.example.test', '--json']);
+    const result = await cli([...base(), '--from', 'app@sender.test', '--to', 'someone@example.test', '--to', 'nobody@nullmx.example.test', '--json']);
     expect(result.code).toBe(1);
     const report = JSON.parse(result.stdout) as { ok: boolean; checks: JsonCheck[] };
     expect(report.ok).toBe(false);
@@ -149,7 +233,7 @@ describe('mailedge check --from / --to', () => {
   });
 
   it('exits 0 when only warn-level checks fail, and marks them as warnings', async () => {
-    const result = await run([...base(), '--from', 'app@fail.sender.test']);
+    const result = await cli([...base(), '--from', 'app@fail.sender.test']);
     expect(result.code).toBe(0);
     expect(result.stdout).toContain('sender domain fail.sender.test');
     expect(result.stdout).toMatch(/! spf +fail with "v=spf1 ip4:127\.0\.9\.9 -all"/);
@@ -160,7 +244,7 @@ describe('mailedge check --from / --to', () => {
   it('exits 2 when the only enforced failures are temporary', async () => {
     world.dns.setFault('nullmx.example.test', { rcode: 'SERVFAIL' });
     try {
-      const result = await run([...base(), '--to', 'nobody@nullmx.example.test', '--json']);
+      const result = await cli([...base(), '--to', 'nobody@nullmx.example.test', '--json']);
       expect(result.code).toBe(2);
       const report = JSON.parse(result.stdout) as { checks: JsonCheck[] };
       expect(report.checks.find((c) => c.id === 'recipient-null-mx')).toMatchObject({ status: 'temperror', severity: 'enforce', code: 'DNS_TEMPFAIL' });
@@ -170,7 +254,7 @@ describe('mailedge check --from / --to', () => {
   });
 
   it('groups the human report and draws the FCrDNS chain', async () => {
-    const result = await run([...base(), '--from', 'app@sender.test', '--to', 'someone@example.test']);
+    const result = await cli([...base(), '--from', 'app@sender.test', '--to', 'someone@example.test']);
     expect(result.code).toBe(0);
     const out = result.stdout;
     expect(out.indexOf('edge identity')).toBeLessThan(out.indexOf('sender domain sender.test'));
@@ -186,7 +270,7 @@ describe('mailedge send', () => {
   ];
 
   it('exits 0 and prints name, messageId and response', async () => {
-    const result = await run(sendArgs('127.0.0.2'));
+    const result = await cli(sendArgs('127.0.0.2'));
     expect(result.code).toBe(0);
     const out = JSON.parse(result.stdout) as Record<string, unknown>;
     expect(out).toMatchObject({ ok: true, name: 'mail.good.test' });
@@ -196,14 +280,14 @@ describe('mailedge send', () => {
   });
 
   it('exits 1 with the code and hint when refused, without connecting', async () => {
-    const result = await run(sendArgs('127.0.0.4'));
+    const result = await cli(sendArgs('127.0.0.4'));
     expect(result.code).toBe(1);
     expect(JSON.parse(result.stdout)).toMatchObject({ ok: false, code: 'PTR_MISSING', permanent: true, hint: expect.stringContaining('PTR') });
     expect(world.strict.connections).toBe(0);
   });
 
   it('says on stderr when warn mode sends with an unverified name, and marks it in the JSON', async () => {
-    const result = await run([...sendArgs('127.0.0.3'), '--mode', 'warn'].map((a) => (a === String(world.strict.port) ? String(world.plain.port) : a === 'smtp.relay.test' ? 'plain.relay.test' : a)));
+    const result = await cli([...sendArgs('127.0.0.3'), '--mode', 'warn'].map((a) => (a === String(world.strict.port) ? String(world.plain.port) : a === 'smtp.relay.test' ? 'plain.relay.test' : a)));
     expect(result.code).toBe(0);
     expect(JSON.parse(result.stdout)).toMatchObject({ ok: true, name: '[127.0.0.3]', verified: false, stale: false });
     expect(result.stderr).toContain('warning [UNVERIFIED_SEND]');
@@ -211,7 +295,7 @@ describe('mailedge send', () => {
   });
 
   it('exits 1 when a recipient is refused before connecting, though the others got the message', async () => {
-    const result = await run([...sendArgs('127.0.0.2'), '--to', 'nobody@nullmx.example.test']);
+    const result = await cli([...sendArgs('127.0.0.2'), '--to', 'nobody@nullmx.example.test']);
     expect(result.code).toBe(1);
     expect(JSON.parse(result.stdout)).toMatchObject({
       ok: false,
@@ -221,25 +305,25 @@ describe('mailedge send', () => {
       rejectedErrors: [{ recipient: 'nobody@nullmx.example.test', code: 'RECIPIENT_NULL_MX', permanent: true }],
     });
     expect(world.strict.sessions.flatMap((session) => session.messages.map((m) => m.to))).toEqual([['someone@example.test']]);
-    const human = await run([...sendArgs('127.0.0.2'), '--to', 'nobody@nullmx.example.test'].filter((a) => a !== '--json'));
+    const human = await cli([...sendArgs('127.0.0.2'), '--to', 'nobody@nullmx.example.test'].filter((a) => a !== '--json'));
     expect(human.code).toBe(1);
     expect(human.stdout).toContain('not sent to nobody@nullmx.example.test');
   });
 
   it('exits 2 when DNS does not answer', async () => {
     const args = sendArgs('127.0.0.2').map((a) => (a === world.dns.server ? '127.0.0.1:9' : a));
-    const result = await run([...args, '--dns-timeout', '800']);
+    const result = await cli([...args, '--dns-timeout', '800']);
     expect(result.code).toBe(2);
     expect(JSON.parse(result.stdout)).toMatchObject({ ok: false, code: 'DNS_TEMPFAIL', permanent: false });
   });
 
   it('authenticates with SMTP_USER/SMTP_PASS and never prints the password, even on failure', async () => {
     const args = sendArgs('127.0.0.2', 'plain.relay.test', () => authed.port);
-    const ok = await run(args, { env: { SMTP_USER: 'app', SMTP_PASS: SECRET } });
+    const ok = await cli(args, { env: { SMTP_USER: 'app', SMTP_PASS: SECRET } });
     expect(ok.code).toBe(0);
-    const wrong = await run(args.filter((a) => a !== '--json'), { env: { SMTP_USER: 'app', SMTP_PASS: `${SECRET}-wrong` } });
+    const wrong = await cli(args.filter((a) => a !== '--json'), { env: { SMTP_USER: 'app', SMTP_PASS: `${SECRET}-wrong` } });
     expect(wrong.code).toBe(1);
-    const refused = await run(sendArgs('127.0.0.3'), { env: { SMTP_USER: 'app', SMTP_PASS: SECRET } });
+    const refused = await cli(sendArgs('127.0.0.3'), { env: { SMTP_USER: 'app', SMTP_PASS: SECRET } });
     for (const out of [ok, wrong, refused]) {
       expect(out.stdout + out.stderr).not.toContain(SECRET);
       expect(out.stdout + out.stderr).not.toContain(Buffer.from(SECRET).toString('base64'));
@@ -262,7 +346,7 @@ describe.concurrent('usage', () => {
     [['check', '--local-address', '127.0.0.2', '--from', ''], '--from'],
     [['send', '--host', '127.0.0.1', '--from', 'app.sender.test', '--to', 'x@y.test'], '--from'],
   ])('%j exits 64 naming %s, then points at --help', async (args, flag) => {
-    const result = await run(args);
+    const result = await cli(args);
     expect(result.code).toBe(64);
     const lines = result.stderr.trim().split('\n');
     expect(lines).toHaveLength(2);
@@ -272,7 +356,7 @@ describe.concurrent('usage', () => {
   });
 
   it("keeps parseArgs' whole explanation, over several lines", async () => {
-    const result = await run(['check', '--dns', '--json']);
+    const result = await cli(['check', '--dns', '--json']);
     expect(result.code).toBe(64);
     expect(result.stderr).toBe(
       [
@@ -296,7 +380,7 @@ describe.concurrent('usage', () => {
     ['a bad flag value', ['check', '--dns', HOSTILE], 'mailedge check: --dns: expected HOST:PORT'],
     ['a bad --from', ['check', '--local-address', '127.0.0.2', '--from', HOSTILE], 'mailedge check: --from: expected an address'],
   ])('escapes %s echoed in a usage error, code point by code point', async (_what, args, start) => {
-    const result = await run(args);
+    const result = await cli(args);
     expect(result.code).toBe(64);
     expect(result.stderr.startsWith(start)).toBe(true);
     expect(result.stderr).not.toMatch(RAW);
@@ -312,16 +396,14 @@ describe.concurrent('usage', () => {
     [{ MAILEDGE_LOCAL_ADDRESS: 'mail.example.com' }, 'MAILEDGE_LOCAL_ADDRESS'],
     [{ SMTP_PORT: '99999', MAILEDGE_LOCAL_ADDRESS: '127.0.0.2' }, 'SMTP_PORT'],
   ])('a bad environment value %j exits 64 naming the variable %s', async (env, variable) => {
-    const result = await run(['check', '--host', '127.0.0.1'], { env });
+    const result = await cli(['check', '--host', '127.0.0.1'], { env });
     expect(result.code).toBe(64);
     expect(result.stderr).toContain(variable);
   });
 
   describe('colour on a terminal', () => {
-    // A child's stdout is a pipe; this preload makes the real bin believe it is a terminal, as `script` would, portably.
-    const onTerminal = ['--import', 'data:text/javascript,process.stdout.isTTY=true'];
     const check = (env: Record<string, string | undefined>): Promise<Run> =>
-      run(['check', '--local-address', '127.0.0.2', '--host', 'smtp.relay.test', ...dnsFlags()], { nodeArgs: onTerminal, env });
+      cli(['check', '--local-address', '127.0.0.2', '--host', 'smtp.relay.test', ...dnsFlags()], { tty: true, env });
     const ESC = '\u001b[';
 
     it('is on when NO_COLOR is set but empty (no-color.org: only a non-empty value disables it)', async () => {
@@ -338,21 +420,27 @@ describe.concurrent('usage', () => {
       const absent = await check({ NO_COLOR: undefined });
       expect(absent.stdout).toContain(ESC);
     });
+
+    it('is off when stdout is not a terminal, NO_COLOR or not', async () => {
+      const piped = await cli(['check', '--local-address', '127.0.0.2', '--host', 'smtp.relay.test', ...dnsFlags()], { env: { NO_COLOR: undefined } });
+      expect(piped.code).toBe(0);
+      expect(piped.stdout).not.toContain(ESC);
+      expect(piped.stdout).toContain('✔ destination');
+    });
   });
 
   it('ignores MAILEDGE_MODE for check, which has no mode', async () => {
-    const result = await run(['check', '--local-address', '127.0.0.2', ...dnsFlags(), '--json'], { env: { MAILEDGE_MODE: 'bogus' } });
+    const result = await cli(['check', '--local-address', '127.0.0.2', ...dnsFlags(), '--json'], { env: { MAILEDGE_MODE: 'bogus' } });
     expect(result.code).toBe(0);
   });
 
-  it('--version prints the package version and exits 0', async () => {
-    const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
-    const result = await run(['--version']);
+  it('--version prints the version and exits 0', async () => {
+    const result = await cli(['--version']);
     expect(result).toEqual({ code: 0, stdout: `${version}\n`, stderr: '' });
   });
 
   it.each([['check'], ['send'], ['demo'], ['world'], []])('%j --help exits 0', async (...command) => {
-    const result = await run([...command, '--help']);
+    const result = await cli([...command, '--help']);
     expect(result.code).toBe(0);
     expect(result.stdout).toContain('Usage: mailedge');
   });
@@ -361,7 +449,7 @@ describe.concurrent('usage', () => {
 describe.concurrent('mailedge demo', () => {
   // One run serves both tests: the demo starts a whole world of its own.
   let demo: Promise<Run> | undefined;
-  const runDemo = (): Promise<Run> => (demo ??= run(['demo']));
+  const runDemo = (): Promise<Run> => (demo ??= cli(['demo']));
 
   it('says what it will show, shows one host sent and two refused, and exits 0', async () => {
     const result = await runDemo();
@@ -400,13 +488,27 @@ describe.concurrent('mailedge demo', () => {
   });
 });
 
-/** `mailedge world` as a child process, as a person runs it in a second terminal. */
-interface WorldProcess {
-  child: ChildProcess;
-  /** Everything printed up to and including the flag lines. */
+/** What `mailedge world` prints first: the banner up to and including the flag lines. */
+interface WorldBanner {
   banner: string;
   relayFlags: string[];
   directFlags: string[];
+}
+
+/** The banner and its flags once the flag lines are out, else undefined. */
+function worldBanner(stdout: string): WorldBanner | undefined {
+  const lines = stdout.split('\n');
+  const relayAt = lines.indexOf('Flags for mailedge check / send:');
+  const directAt = lines.indexOf('Flags for mailedge send --direct:');
+  const relay = lines[relayAt + 1];
+  const direct = lines[directAt + 1];
+  if (relayAt === -1 || directAt === -1 || relay === undefined || direct === undefined || lines.length <= directAt + 2) return undefined;
+  return { banner: stdout, relayFlags: relay.trim().split(' '), directFlags: direct.trim().split(' ') };
+}
+
+/** `mailedge world` as a child process, as a person runs it in a second terminal. */
+interface WorldProcess extends WorldBanner {
+  child: ChildProcess;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>;
 }
 
@@ -438,16 +540,65 @@ function startWorldProcess(args: string[] = ['--dns-port', '0', '--smtp-port', '
     });
     child.stdout?.on('data', (chunk: string) => {
       stdout += chunk;
-      const lines = stdout.split('\n');
-      const relayAt = lines.indexOf('Flags for mailedge check / send:');
-      const directAt = lines.indexOf('Flags for mailedge send --direct:');
-      const relay = lines[relayAt + 1];
-      const direct = lines[directAt + 1];
-      if (relayAt === -1 || directAt === -1 || relay === undefined || direct === undefined || lines.length <= directAt + 2) return;
+      const banner = worldBanner(stdout);
+      if (!banner) return;
       clearTimeout(timer);
-      resolve({ child, banner: stdout, relayFlags: relay.trim().split(' '), directFlags: direct.trim().split(' '), exited });
+      resolve({ child, ...banner, exited });
     });
   });
+}
+
+/** Every stop signal handed to an in-process world, so that one left running by a failed test is still stopped. */
+const worldStops = new Set<AbortController>();
+afterAll(() => {
+  for (const controller of worldStops) controller.abort();
+});
+
+/** A stop signal for an in-process `mailedge world`: what Ctrl-C does to the bin. */
+function worldStop(): { stopSignal: () => AbortSignal; stop: () => void } {
+  const controller = new AbortController();
+  worldStops.add(controller);
+  return { stopSignal: () => controller.signal, stop: () => controller.abort() };
+}
+
+/**
+ * `mailedge world` in-process, once `ready` finds what it waits for in its
+ * stdout; `stop` aborts its stop signal, as Ctrl-C does, and gives its result.
+ */
+async function startWorldInProcess<T>(args: string[], ready: (stdout: string) => T | undefined): Promise<{ ready: T; stop: () => Promise<Run> }> {
+  const { stopSignal, stop } = worldStop();
+  let stdout = '';
+  let stderr = '';
+  let onOutput = (): void => undefined;
+  const io: CliIo = {
+    stdout: {
+      write: (text: string) => {
+        stdout += text;
+        onOutput();
+        return true;
+      },
+      isTTY: false,
+    },
+    stderr: { write: (text: string) => (stderr += text) },
+    env: cleanEnv(),
+    cwd: emptyDir(),
+    stopSignal,
+  };
+  const result = runCli(['world', ...args], io).then((code): Run => ({ code, stdout, stderr }));
+  const value = await new Promise<T>((resolve, reject) => {
+    onOutput = () => {
+      const found = ready(stdout);
+      if (found !== undefined) resolve(found);
+    };
+    result.then((early) => reject(new Error(`mailedge world returned ${early.code} before it was ready: ${early.stdout}${early.stderr}`)), reject);
+  });
+  return {
+    ready: value,
+    stop: () => {
+      stop();
+      return result;
+    },
+  };
 }
 
 function flagValue(flags: string[], name: string): string {
@@ -473,16 +624,16 @@ describe.concurrent('mailedge world', () => {
     const world = await startWorldProcess();
     try {
       expect(world.relayFlags).toEqual(['--dns', expect.stringMatching(/^127\.0\.0\.1:\d+$/), '--host', 'smtp.relay.test', '--port', expect.stringMatching(/^\d+$/)]);
-      const checked = await run(['check', ...world.relayFlags, '--local-address', '127.0.0.2', '--from', 'app@sender.test', '--to', 'someone@example.test', '--json']);
+      const checked = await cli(['check', ...world.relayFlags, '--local-address', '127.0.0.2', '--from', 'app@sender.test', '--to', 'someone@example.test', '--json']);
       expect(checked.code).toBe(0);
       expect(JSON.parse(checked.stdout)).toMatchObject({ ok: true, address: '127.0.0.2', name: 'mail.good.test' });
-      const sent = await run(['send', ...world.relayFlags, '--local-address', '127.0.0.2', '--from', 'app@sender.test', '--to', 'someone@example.test']);
+      const sent = await cli(['send', ...world.relayFlags, '--local-address', '127.0.0.2', '--from', 'app@sender.test', '--to', 'someone@example.test']);
       expect(sent).toMatchObject({ code: 0, stdout: expect.stringMatching(/^sent from 127\.0\.0\.2 as mail\.good\.test: 250 /) });
       // The world's receiver is strict: a host the check lets through in warn mode is still turned away, as Gmail would.
-      const warned = await run(['send', ...world.relayFlags, '--local-address', '127.0.0.3', '--mode', 'warn', '--from', 'app@sender.test', '--to', 'someone@example.test']);
+      const warned = await cli(['send', ...world.relayFlags, '--local-address', '127.0.0.3', '--mode', 'warn', '--from', 'app@sender.test', '--to', 'someone@example.test']);
       expect(warned.code).toBe(1);
       expect(warned.stdout).toContain('5.7.25');
-      const direct = await run(['send', '--direct', ...world.directFlags, '--local-address', '127.0.0.2', '--from', 'app@sender.test', '--to', 'someone@example.test']);
+      const direct = await cli(['send', '--direct', ...world.directFlags, '--local-address', '127.0.0.2', '--from', 'app@sender.test', '--to', 'someone@example.test']);
       expect(direct).toMatchObject({ code: 0, stdout: expect.stringContaining('example.test: delivered via mx.example.test: 250 ') });
 
       const dns = flagValue(world.relayFlags, '--dns');
@@ -507,45 +658,36 @@ describe.concurrent('mailedge world', () => {
   });
 
   it('prints the endpoints as JSON with --json', async () => {
-    const child = spawn(process.execPath, [BIN, 'world', '--dns-port', '0', '--smtp-port', '0', '--json'], { stdio: ['ignore', 'pipe', 'inherit'] });
-    worldChildren.add(child);
+    const firstLine = (stdout: string): string | undefined => (stdout.includes('\n') ? stdout.split('\n')[0] : undefined);
+    const world = await startWorldInProcess(['--dns-port', '0', '--smtp-port', '0', '--json'], firstLine);
     try {
-      const line = await new Promise<string>((resolve) => {
-        let text = '';
-        child.stdout.setEncoding('utf8');
-        child.stdout.on('data', (chunk: string) => {
-          text += chunk;
-          if (text.includes('\n')) resolve(text.split('\n')[0] ?? '');
-        });
-      });
-      const parsed = JSON.parse(line) as { dns: string; receivers: Array<{ name: string; port: number }>; flags: { relay: string[]; direct: string[] } };
+      const parsed = JSON.parse(world.ready) as { dns: string; receivers: Array<{ name: string; port: number }>; flags: { relay: string[]; direct: string[] } };
       expect(parsed.receivers.map((r) => r.name)).toEqual(['smtp.relay.test', 'plain.relay.test', 'mx.example.test']);
       expect(parsed.flags.relay).toEqual(['--dns', parsed.dns, '--host', 'smtp.relay.test', '--port', String(parsed.receivers[0]?.port)]);
-      const checked = await run(['check', ...parsed.flags.relay, '--local-address', '127.0.0.4', '--json']);
+      const checked = await cli(['check', ...parsed.flags.relay, '--local-address', '127.0.0.4', '--json']);
       expect(checked.code).toBe(1);
     } finally {
-      child.kill('SIGTERM');
+      await world.stop();
     }
   });
 
   it('exits 1 naming the flag when its port is taken', async () => {
-    const first = await startWorldProcess();
+    const first = await startWorldInProcess(['--dns-port', '0', '--smtp-port', '0'], worldBanner);
     try {
-      const port = flagValue(first.relayFlags, '--dns').split(':')[1] ?? '';
-      const second = await run(['world', '--dns-port', port, '--smtp-port', '0']);
+      const port = flagValue(first.ready.relayFlags, '--dns').split(':')[1] ?? '';
+      const second = await cli(['world', '--dns-port', port, '--smtp-port', '0'], { stopSignal: worldStop().stopSignal });
       expect(second.code).toBe(1);
       expect(second.stderr).toBe(`mailedge world: 127.0.0.1:${port} is in use (another mailedge world?): stop it, or pass --dns-port 0 for any free port\n`);
     } finally {
-      first.child.kill('SIGTERM');
-      await first.exited;
+      await first.stop();
     }
   });
 });
 
 describe.concurrent("the README's CLI examples, against mailedge world", () => {
   const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
-  const cli = readme.slice(readme.indexOf('\n## CLI\n'), readme.indexOf('\n## ', readme.indexOf('\n## CLI\n') + 1));
-  const lines = cli.split('\n');
+  const section = readme.slice(readme.indexOf('\n## CLI\n'), readme.indexOf('\n## ', readme.indexOf('\n## CLI\n') + 1));
+  const lines = section.split('\n');
   /** Each `$ mailedge ...` line and the output lines shown under it (up to "...", a blank line or the block's end). */
   const examples = lines.flatMap((line, i) => {
     const match = /^\$ mailedge (.+)$/.exec(line);
@@ -566,21 +708,21 @@ describe.concurrent("the README's CLI examples, against mailedge world", () => {
   });
 
   it('each runs as shown, printing what the README shows', async () => {
-    const world = await startWorldProcess();
+    const running = await startWorldInProcess(['--dns-port', '0', '--smtp-port', '0'], worldBanner);
+    const world = running.ready;
     try {
       const dns = flagValue(world.relayFlags, '--dns');
       const port = flagValue(world.relayFlags, '--port');
       // The README uses the world's default ports; this world took free ones.
       const here = (text: string): string => text.replaceAll('127.0.0.1:5300', dns).replaceAll('2525', port);
       for (const { args, shown } of examples) {
-        const out = args[0] === 'world' ? world.banner : (await run(args.map(here))).stdout;
+        const out = args[0] === 'world' ? world.banner : (await cli(args.map(here))).stdout;
         const got = out.split('\n');
         expect(shown.length, `the README shows output for mailedge ${args.join(' ')}`).toBeGreaterThan(0);
         shown.forEach((line, i) => expect(got[i], `line ${i + 1} of mailedge ${args.join(' ')}`).toMatch(pattern(here(line))));
       }
     } finally {
-      world.child.kill('SIGTERM');
-      await world.exited;
+      await running.stop();
     }
   }, 60_000);
 });
