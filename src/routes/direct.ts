@@ -8,7 +8,9 @@
  * stream attachment is read and an href fetched once whatever the number of
  * domains and MX hosts tried.
  */
+import { isIP } from 'node:net';
 import type { MailMessage } from 'nodemailer/lib/mailer';
+import { printable } from '../checks/hostname.js';
 import type { Resolver } from '../dns/resolver.js';
 import { digLine } from '../checks/evidence.js';
 import { checkRecipientNullMx } from '../checks/recipient-null-mx.js';
@@ -21,6 +23,9 @@ import { resolveMx } from './mx.js';
 import { envelopeOf, withEnvelope } from './mail-view.js';
 import type { EdgeInfo, MailedgeSentMessageInfo, Route } from './route.js';
 import type { Redactor } from '../redact.js';
+// Issue 12: the recipient domain's TLS policy (MTA-STS, DANE) and the TLS outcome per domain.
+import { withTlsAttempt, TlsPolicyError, type TlsOutcome } from '../tls/outcome.js';
+import type { DomainPolicy, TlsPolicies } from '../tls/policy.js';
 import type { Authentication } from '../message/verdict.js';
 
 export type DeliveryError = MailedgeError | SmtpSendError;
@@ -47,6 +52,10 @@ export interface DomainDelivery {
   rejectedErrors: DeliveryError[];
   /** Nodemailer's timings of the transaction, when there was one. */
   timing?: { envelopeTime: number; messageTime: number; messageSize: number };
+  /** How the session that carried (or last tried) the message was protected; null when no session got that far (issue 12). */
+  tls: TlsOutcome | null;
+  /** The domain's TLS policy: MTA-STS as fetched or cached, or none (DANE is per MX host, in tls.policy). */
+  tlsPolicy: { kind: DomainPolicy['kind']; mode: DomainPolicy['mode']; mx: string[] | null; maxAge: number | null } | null;
 }
 
 export type DirectSentMessageInfo = MailedgeSentMessageInfo & { domains: DomainDelivery[] };
@@ -66,6 +75,8 @@ export interface DirectSettings {
   edgeRoute: Route;
   /** MX-host routes kept at most; the oldest idle one goes first. */
   maxHosts: number;
+  /** Issue 12: TLS policies of recipient domains (src/tls/policy.ts), and where their warnings go. */
+  tls?: { policies: TlsPolicies; warn(code: 'MTA_STS_FETCH_FAILED' | 'MTA_STS_TESTING_FAILURE', message: string): void };
 }
 
 export class DirectRoute implements Route {
@@ -201,6 +212,8 @@ export class DirectRoute implements Route {
       edge: null,
       error: null,
       rejectedErrors: [],
+      tls: null,
+      tlsPolicy: null,
     };
     // A domain that gets nothing: every recipient carries the domain's error.
     const failed = (fields: Partial<DomainDelivery> & { error: DeliveryError }): DomainDelivery => ({ ...result, ...fields, rejectedErrors: recipients.map(() => fields.error) });
@@ -226,9 +239,50 @@ export class DirectRoute implements Route {
       };
       return failed({ error: new EdgeRefusedError(reportOf(check), check, { recipients, mail: mail.data }) });
     }
+    // Issue 12: the domain's MTA-STS policy, then per host what TLS it must give (DANE first), see src/tls/policy.ts.
+    const tls = this.settings.tls;
+    const policy = tls ? await tls.policies.domainPolicy(domain, AbortSignal.timeout(timeout)) : undefined;
+    if (policy) {
+      result.tlsPolicy = { kind: policy.kind, mode: policy.mode, mx: policy.mx, maxAge: policy.maxAge };
+      if (policy.fetchFailed) tls?.warn('MTA_STS_FETCH_FAILED', `mailedge: ${domain} announces MTA-STS but ${policy.notes.join('; ')}; delivering without a policy`);
+    }
     for (const host of route.hosts) {
+      const unusable = unusableExchange(host.exchange);
+      if (unusable !== null) {
+        // Passed over like a host without an address: the domain's owner must not choose where on our network mail goes.
+        const check: CheckResult = {
+          id: 'destination',
+          status: 'fail',
+          severity: 'enforce',
+          domain,
+          expected: `an MX host name for ${domain} (RFC 5321 section 5.1)`,
+          actual: `MX ${host.preference} ${printable(host.exchange)} ${unusable}`,
+          code: 'DEST_UNRESOLVED',
+          hint: `The MX record of ${domain} must name a host, not an address or this machine; its owner has to correct it.`,
+          evidence: [],
+        };
+        result.attempts.push({ mx: host.exchange, reason: check.actual });
+        result.error = new EdgeRefusedError(reportOf(check), check, { recipients, mail: mail.data });
+        continue;
+      }
+      const plan = tls && policy ? await tls.policies.planHost(domain, host, policy, route.lookup, AbortSignal.timeout(timeout)) : undefined;
+      if (tls && policy && plan?.kind === 'skip') {
+        // The policy forbids this host: deferred (temporary), the next host is tried.
+        tls.policies.record(domain, policy, plan, {});
+        result.attempts.push({ mx: host.exchange, reason: plan.error.message });
+        result.error = plan.error;
+        continue;
+      }
+      const attempt = plan?.kind === 'use' ? plan.attempt : undefined;
       try {
-        const info = await this.host(host.exchange).send(mail);
+        const info = await this.host(host.exchange).send(attempt ? withTlsAttempt(mail, attempt) : mail);
+        if (tls && policy && plan) {
+          tls.policies.record(domain, policy, plan, { ...(attempt ? { attempt } : {}), ...(info.edge ? { sourceAddress: info.edge.address } : {}) });
+          const outcome = attempt?.outcome;
+          if (policy.kind === 'mta-sts' && policy.mode === 'testing' && outcome && (!outcome.authorized || outcome.version === null)) {
+            tls.warn('MTA_STS_TESTING_FAILURE', `mailedge: ${domain}'s MTA-STS policy (testing) would have refused ${host.exchange}: ${outcome.failure ?? 'no STARTTLS'}; delivered anyway`);
+          }
+        }
         const rejected = (info.rejected ?? []).map(String);
         // Nodemailer's per-recipient errors (a 550 to one RCPT), with permanent set from the reply.
         const rejectedErrors = (info.rejectedErrors ?? []).map((e: unknown) => (e instanceof MailedgeError ? e : asSmtpSendError(e, mail.data, this.settings.redact.withMessage(mail.data))));
@@ -244,9 +298,13 @@ export class DirectRoute implements Route {
           timing: { envelopeTime: Number(info.envelopeTime) || 0, messageTime: Number(info.messageTime) || 0, messageSize: Number(info.messageSize) || 0 },
           error: rejectedErrors[0] ?? null,
           rejectedErrors,
+          tls: attempt?.outcome ?? null,
         };
       } catch (err) {
         const error = err instanceof MailedgeError ? err : asSmtpSendError(err, mail.data, this.settings.redact.withMessage(mail.data));
+        if (tls && policy && plan) tls.policies.record(domain, policy, plan, { ...(attempt ? { attempt } : {}), error });
+        // Issue 12: what TLS the failed session had, when it got that far.
+        result.tls = attempt?.outcome ?? (error instanceof TlsPolicyError ? (error.outcome ?? null) : null);
         if (!tryNextMx(error)) return failed({ mx: host.exchange, attempts: result.attempts, error });
         result.attempts.push({ mx: host.exchange, reason: error.message });
         result.error = error;
@@ -266,9 +324,23 @@ export class DirectRoute implements Route {
  * message itself (its envelope, its signature, the EHLO name) ends the domain.
  */
 function tryNextMx(error: DeliveryError): boolean {
+  // Issue 12: a host the TLS policy forbids failed before MAIL FROM; the next one may satisfy it.
+  if (error instanceof TlsPolicyError) return true;
   if (error instanceof EdgeRefusedError) return CODES[error.code].scope === 'host' && error.code !== 'EHLO_INVALID';
   if (error instanceof MailedgeError) return false;
   return failedBeforeTransaction(error);
+}
+
+/**
+ * Why an MX exchange is no host to deliver to: an address literal (an MX names
+ * a host, RFC 2181 section 10.3) or localhost (RFC 6761: this machine). Postfix
+ * and Exim refuse both; so does mailedge.
+ */
+function unusableExchange(exchange: string): string | null {
+  const name = exchange.toLowerCase().replace(/\.$/, '');
+  if (isIP(name.replace(/^\[|\]$/g, '')) !== 0) return 'is an address, not a host name';
+  if (name === 'localhost' || name.endsWith('.localhost')) return 'names this machine (localhost)';
+  return null;
 }
 
 function reportOf(check: CheckResult): PreflightReport {
