@@ -9,10 +9,11 @@ import { hostname } from 'node:os';
 import { Resolver, type Lookup } from './dns/resolver.js';
 import { Cache } from './cache.js';
 import { digLine } from './checks/evidence.js';
-import { checkFcrdns } from './checks/fcrdns.js';
+import { checkFcrdns, type FcrdnsVerdict } from './checks/fcrdns.js';
 import { checkEhloSyntax } from './checks/ehlo-syntax.js';
 import { checkGenericPtr } from './checks/generic-ptr.js';
 import { checkDkim } from './checks/dkim.js';
+import { checkDnsbl } from './checks/dnsbl.js';
 import { IDENTITY_CHECK_IDS, severityOf } from './checks/registry.js';
 import { enforcedFailures, isFailing, withSeverity, type CheckResult, type CheckVerdict, type PreflightReport } from './checks/types.js';
 import { findEdge, findInternetEdge, type EdgeAddress } from './edge/source.js';
@@ -44,7 +45,7 @@ export interface Identity {
    * temporarily. A confirmed name may be served stale only while this answer
    * is unobtainable or unchanged.
    */
-  ptr: Array<{ address: string; names: string[] | null }>;
+  ptr: Array<{ address: string; names: string[] | null; refuted: boolean }>;
   /**
    * The destination is a relay on this machine (loopback): the identity is the
    * one the outside world will see, reported and warned about, never a
@@ -236,9 +237,13 @@ export class EdgeVerifier {
     // When the edge does not depend on the route, both are asked at once: a cold
     // check then costs two DNS round trips (PTR, then forward), not three.
     const fcrdnsOptions = { maxPtrNames: options.maxPtrNames };
-    const [early, route] = await Promise.all([
+    // The kernel's last edge is asked again beside the route too: the name in use must meet a
+    // definitive PTR change even when the route lookup only times out (and usually it is the edge again).
+    const inUse = fixedEdge === undefined ? this.confirmed?.edge?.address : undefined;
+    const [early, route, previous] = await Promise.all([
       fixedEdge === undefined ? undefined : checkFcrdns(fixedEdge, this.resolver, signal, fcrdnsOptions),
       options.host === undefined ? undefined : resolveRoute(options.host, this.resolver, signal, preferFamily),
+      inUse === undefined ? undefined : checkFcrdns(inUse, this.resolver, signal, fcrdnsOptions),
     ]);
     let addresses: string[] = [];
     let destination: string | null = null;
@@ -249,7 +254,9 @@ export class EdgeVerifier {
         addresses = route.addresses;
         destination = route.addresses[0] ?? null;
       } else if (!early) {
-        return this.finish(checks, lookups, null, null, []);
+        const identity = this.finish(checks, lookups, null, null, []);
+        if (inUse !== undefined && previous !== undefined) identity.ptr = [ptrAnswer(inUse, previous)];
+        return identity;
       }
     }
 
@@ -285,7 +292,7 @@ export class EdgeVerifier {
       ],
     });
 
-    const verdict = await (early ?? checkFcrdns(edge.address, this.resolver, signal, fcrdnsOptions));
+    const verdict = await (early ?? (previous !== undefined && inUse === edge.address ? previous : checkFcrdns(edge.address, this.resolver, signal, fcrdnsOptions)));
     checks.push(...verdict.checks);
     lookups.push(...verdict.lookups);
     checks.push(this.ehloCheck(verdict.name));
@@ -296,8 +303,7 @@ export class EdgeVerifier {
     checks.push(...(await this.deliverabilityChecks(edge.address, confirmed ? verdict.name : null, ehloName, signal, unconfirmed)));
     const identity = this.finish(checks, lookups, verdict.name, destination, addresses, edge, ehloName, local);
     identity.report.ptrNames = verdict.ptrNames;
-    const ptrUnanswered = verdict.checks[0].status === 'temperror';
-    identity.ptr = [{ address: edge.address, names: ptrUnanswered ? null : verdict.ptrNames.map((p) => p.name.toLowerCase()) }];
+    identity.ptr = [ptrAnswer(edge.address, verdict)];
     return identity;
   }
 
@@ -333,6 +339,8 @@ export class EdgeVerifier {
       ...(checks['ehlo-syntax'] === 'off' ? [] : [checkEhloSyntax(ehloName, unconfirmed)]),
       ...(checks['generic-ptr'] === 'off' ? [] : [checkGenericPtr(address, ptrName, genericPtrAllow, unconfirmed)]),
       ...(checks.dkim === 'off' ? [] : dkim.map((key) => checkDkim(key, this.resolver, signal))),
+      // Blocklists (edge.dnsbl): a PBL listing fails where this address meets the final receiver (direct, edge.receiver 'final').
+      ...(checks.dnsbl === 'off' ? [] : this.options.dnsbl.map((zone) => checkDnsbl(address, zone, this.options.direct || this.options.receiver === 'final', this.resolver, signal))),
     ]);
   }
 
@@ -493,6 +501,15 @@ function combineFamilies(v4: Identity, v6: Identity): Identity {
   };
 }
 
+/** What the PTR of an address said, for ptrChanged(): its names (null when unanswered), and whether the chain was refuted for good. */
+function ptrAnswer(address: string, verdict: FcrdnsVerdict): Identity['ptr'][number] {
+  return {
+    address,
+    names: verdict.checks[0].status === 'temperror' ? null : verdict.ptrNames.map((p) => p.name.toLowerCase()),
+    refuted: verdict.checks.some((c) => c.status === 'fail'),
+  };
+}
+
 /**
  * The PTR of the confirmed edge address was answered definitively and the
  * answer is not the one that confirmed the name: another name, more or fewer
@@ -501,7 +518,9 @@ function combineFamilies(v4: Identity, v6: Identity): Identity {
 function ptrChanged(confirmed: Identity, fresh: Identity): boolean {
   const address = confirmed.edge?.address;
   const now = fresh.ptr.find((p) => p.address === address);
-  if (!now || now.names === null) return false;
+  if (!now) return false;
+  if (now.refuted) return true;
+  if (now.names === null) return false;
   const before = confirmed.ptr.find((p) => p.address === address)?.names;
   if (!before) return true;
   return before.length !== now.names.length || before.some((name) => !now.names?.includes(name));
