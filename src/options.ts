@@ -13,6 +13,9 @@ import { canonicalAddress } from './dns/wire.js';
 import { hostnameProblem } from './checks/hostname.js';
 import { DEFAULT_SEVERITY, DELIVERABILITY_CHECK_IDS, isDeliverabilityCheckId, type CheckSetting, type DeliverabilityCheckId } from './checks/registry.js';
 import type { DkimKeyOptions } from './checks/dkim.js';
+// Direct delivery's TLS policies and the blocklist check (issue 12): validated in their own modules.
+import { resolveTlsOptions, type DnssecMode, type EdgeTlsOptions, type ResolvedTlsOptions } from './tls/options.js';
+import { dnsblZones } from './checks/dnsbl.js';
 
 export type EdgeMode = 'enforce' | 'warn';
 
@@ -33,6 +36,12 @@ export interface EdgeDnsOptions {
    * unreachable). Default 3600; 0 disables serving stale.
    */
   staleFor?: number;
+  /**
+   * 'trust-ad': believe the resolver's AD bit (DNSSEC validated), which DANE
+   * needs. Only for a validating resolver on this host (or reached over a
+   * trusted path). Default 'off': no DANE.
+   */
+  dnssec?: DnssecMode;
 }
 
 export interface EdgeOptions {
@@ -77,6 +86,10 @@ export interface EdgeOptions {
    * address of `host` is loopback and no localAddress is bound.
    */
   localRelay?: boolean;
+  /** Direct delivery's TLS: trust anchors (ca), mandatory verification (verify), MTA-STS (mtaSts). See src/tls/options.ts. */
+  tls?: EdgeTlsOptions;
+  /** DNS blocklists the edge address is checked against, such as ['zen.spamhaus.org']. Default none. */
+  dnsbl?: string[];
   /**
    * Who judges the message's authentication (SPF, DKIM, DMARC) on the
    * address mailedge connects from. 'relay' (default for `host`): a relay
@@ -145,6 +158,8 @@ export interface ResolvedEdgeOptions {
   /** Who judges the message's authentication on the edge address: 'final' with direct: true or edge.receiver 'final'. */
   receiver: 'final' | 'relay';
   requirements: 'all' | 'bulk';
+  tls: ResolvedTlsOptions;
+  dnsbl: string[];
 }
 
 export const DEFAULTS = Object.freeze({
@@ -182,7 +197,7 @@ function ipAddress(value: unknown, option: string): string | undefined {
   return canonicalAddress(value);
 }
 
-const EDGE_KEYS = new Set(['publicAddress', 'family', 'pool', 'poolSticky', 'mxPort', 'localRelay', 'mode', 'dns', 'maxPtrNames', 'clock', 'checks', 'genericPtrAllow', 'receiver', 'requirements']);
+const EDGE_KEYS = new Set(['publicAddress', 'family', 'pool', 'poolSticky', 'mxPort', 'localRelay', 'mode', 'dns', 'maxPtrNames', 'clock', 'checks', 'genericPtrAllow', 'receiver', 'requirements', 'tls', 'dnsbl']);
 const CHECK_SETTINGS: readonly CheckSetting[] = ['enforce', 'warn', 'off'];
 
 function checkSettings(value: unknown): Record<DeliverabilityCheckId, CheckSetting> {
@@ -240,7 +255,7 @@ function pemOf(key: unknown): string | Buffer {
   }
 }
 
-const DNS_KEYS = new Set(['servers', 'timeout', 'minTtl', 'maxTtl', 'maxNegativeTtl', 'staleFor']);
+const DNS_KEYS = new Set(['servers', 'timeout', 'minTtl', 'maxTtl', 'maxNegativeTtl', 'staleFor', 'dnssec']);
 
 export function resolveEdgeOptions(options: MailedgeOptions): ResolvedEdgeOptions {
   if (!isRecord(options)) throw new InvalidOptionError('options', 'expected an object of SMTP options');
@@ -397,6 +412,8 @@ export function resolveEdgeOptions(options: MailedgeOptions): ResolvedEdgeOption
     dkim: dkimKeys((options as { dkim?: unknown }).dkim),
     receiver: direct || edge.receiver === 'final' ? 'final' : 'relay',
     requirements: edge.requirements === 'bulk' ? 'bulk' : 'all',
+    tls: resolveTlsOptions(edge.tls, dns.dnssec),
+    dnsbl: dnsblZones(edge.dnsbl),
   };
 }
 

@@ -19,6 +19,9 @@ import { DirectRoute } from './routes/direct.js';
 import type { MailedgeSentMessageInfo, MailedgeWarning, Route, RouteContext } from './routes/route.js';
 import { VERSION } from './version.js';
 import type { Redactor } from './redact.js';
+// Issue 12: direct delivery's TLS policies and their TLS-RPT counters.
+import { TlsPolicies, familyOf } from './tls/policy.js';
+import type { TlsRptReport } from './tls/report.js';
 
 /** MX hosts whose routes (and verified identities) are kept for reuse in direct delivery. */
 const MAX_MX_ROUTES = 256;
@@ -42,6 +45,8 @@ export class MailedgeTransport extends EventEmitter {
   private readonly route: Route;
   private readonly envelopeChecks: EnvelopeChecks;
   private foreignSocketHook = false;
+  /** Issue 12: with direct: true, recipient domains' TLS policies and the TLS-RPT counters. */
+  private tlsPolicies: TlsPolicies | undefined;
 
   constructor(options: MailedgeOptions, private readonly deps: TransportDeps) {
     super();
@@ -59,7 +64,8 @@ export class MailedgeTransport extends EventEmitter {
       mailer: () => this.mailer,
       logger: deps.logger,
     };
-    this.route = direct ? directRoute(options, edgeOptions, context) : relayOrPool(options, edgeOptions, context);
+    if (direct) this.tlsPolicies = tlsPoliciesFor(options, edgeOptions, context);
+    this.route = direct ? directRoute(options, edgeOptions, context, this.tlsPolicies) : relayOrPool(options, edgeOptions, context);
   }
 
   /**
@@ -117,6 +123,15 @@ export class MailedgeTransport extends EventEmitter {
     return this.route.isIdle();
   }
 
+  /**
+   * Issue 12: the TLS-RPT report (RFC 8460 section 4.4) of the period since
+   * the last call, which starts a new one; null without direct: true. Send it
+   * where each domain's _smtp._tls record asks: mailedge does not.
+   */
+  tlsReport(organization?: string, contact?: string): TlsRptReport | null {
+    return this.tlsPolicies ? this.tlsPolicies.tlsReport(organization, contact) : null;
+  }
+
   close(): void {
     this.route.close();
     this.envelopeChecks.dispose();
@@ -165,7 +180,20 @@ function relayOrPool(options: MailedgeOptions, edgeOptions: ResolvedEdgeOptions,
   return new IpPoolRoute(members, edgeOptions, (warning) => context.warn(warning));
 }
 
-function directRoute(options: MailedgeOptions, edgeOptions: ResolvedEdgeOptions, context: RouteContext): Route {
+/** Issue 12: one set of TLS policies for the transport's direct deliveries (src/tls/policy.ts). */
+function tlsPoliciesFor(options: MailedgeOptions, edgeOptions: ResolvedEdgeOptions, context: RouteContext): TlsPolicies {
+  return new TlsPolicies({
+    resolver: context.resolver,
+    tls: edgeOptions.tls,
+    clock: edgeOptions.clock,
+    // Policy hosts are reached over the edge's family: the bound or public address's, else IPv4 unless edge.family is 6.
+    family: () => familyOf(edgeOptions.localAddress ?? edgeOptions.publicAddress) ?? (edgeOptions.family === 6 ? 6 : 4),
+    localAddress: edgeOptions.localAddress,
+    requireTLS: options.requireTLS === true,
+  });
+}
+
+function directRoute(options: MailedgeOptions, edgeOptions: ResolvedEdgeOptions, context: RouteContext, tlsPolicies?: TlsPolicies): Route {
   const { direct: _direct, edge = {}, ...rest } = options;
   const { mxPort: _mxPort, ...edgeRest } = edge;
   return new DirectRoute({
@@ -173,6 +201,16 @@ function directRoute(options: MailedgeOptions, edgeOptions: ResolvedEdgeOptions,
     timeout: edgeOptions.timeout,
     redact: context.redact,
     maxHosts: MAX_MX_ROUTES,
+    // Issue 12: recipient domains' TLS policies; their warnings go where the transport's go.
+    ...(tlsPolicies
+      ? {
+          tls: {
+            policies: tlsPolicies,
+            warn: (code: 'MTA_STS_FETCH_FAILED' | 'MTA_STS_TESTING_FAILURE', message: string) =>
+              context.warn({ code, message, check: null, report: { ok: true, address: null, name: null, destination: null, checks: [], ptrNames: [], expiresAt: 0, stale: false } }),
+          },
+        }
+      : {}),
     // Each MX host is a relay host on the MX port, checked and connected to like any other.
     hostRoute: (exchange) => {
       // An MX host is never a relay on this machine, whatever address it has.

@@ -14,7 +14,7 @@ export type CheckSetting = Severity | 'off';
 
 export type DeliverabilityCheckId = Extract<
   CheckId,
-  'ehlo-syntax' | 'generic-ptr' | 'spf' | 'sender-mx' | 'dmarc' | 'dkim' | 'recipient-null-mx' | 'authentication'
+  'ehlo-syntax' | 'generic-ptr' | 'spf' | 'sender-mx' | 'dmarc' | 'dkim' | 'recipient-null-mx' | 'dnsbl' | 'authentication'
 >;
 
 export const DEFAULT_SEVERITY: Readonly<Record<DeliverabilityCheckId, Severity>> = Object.freeze({
@@ -30,6 +30,8 @@ export const DEFAULT_SEVERITY: Readonly<Record<DeliverabilityCheckId, Severity>>
   dkim: 'enforce',
   // A null MX is the recipient's own statement that delivery cannot succeed.
   'recipient-null-mx': 'enforce',
+  // Runs only with edge.dnsbl; a listing is worth knowing before receivers say it, but public lists err, so it warns unless enforced.
+  dnsbl: 'warn',
   // What the From domain's own policy would reject, or what Gmail answers 5.7.26: sending it only collects bounces.
   authentication: 'enforce',
 });

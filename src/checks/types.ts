@@ -21,6 +21,8 @@ export type CheckId =
   | 'dmarc'
   | 'dkim'
   | 'recipient-null-mx'
+  // The edge address on DNS blocklists (edge.dnsbl).
+  | 'dnsbl'
   // The message's own SPF x DKIM x DMARC verdict (src/message/).
   | 'authentication';
 

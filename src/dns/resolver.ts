@@ -10,11 +10,11 @@ import { DnsClient, type TempReason } from './client.js';
 import { labelsToName, nameKey, nameToLabels, RecordType, Rcode, reverseName, WireFormatError, type DnsMessage, type ResourceRecord } from './wire.js';
 import type { DnsServerAddress } from './servers.js';
 
-export type LookupType = 'A' | 'AAAA' | 'PTR' | 'MX' | 'TXT';
+export type LookupType = 'A' | 'AAAA' | 'PTR' | 'MX' | 'TXT' | 'TLSA';
 
 export type Lookup =
-  | { kind: 'answer'; name: string; type: LookupType; records: ResourceRecord[]; cnames: string[]; ttl: number; server: string }
-  | { kind: 'nxdomain' | 'nodata'; name: string; type: LookupType; cnames: string[]; ttl: number; server: string; note?: string }
+  | { kind: 'answer'; name: string; type: LookupType; records: ResourceRecord[]; cnames: string[]; ttl: number; server: string; authenticated?: boolean }
+  | { kind: 'nxdomain' | 'nodata'; name: string; type: LookupType; cnames: string[]; ttl: number; server: string; note?: string; authenticated?: boolean }
   | { kind: 'tempfail'; name: string; type: LookupType; reason: TempReason; detail: string }
   | { kind: 'cname-loop' | 'cname-too-long'; name: string; type: LookupType; cnames: string[]; ttl: number };
 
@@ -62,6 +62,8 @@ const TYPE_CODES: Record<LookupType, number> = {
   PTR: RecordType.PTR,
   MX: RecordType.MX,
   TXT: RecordType.TXT,
+  // TLSA (RFC 6698) is not decoded by the wire module: src/tls/dane.ts reads its raw data.
+  TLSA: 52,
 };
 
 export class Resolver {
@@ -136,9 +138,12 @@ export class Resolver {
     const seen = new Set<string>([nameKey(name)]);
     let current = name;
     let ttl = Infinity;
+    // The server's AD bit on every answer of the chain (DANE, src/tls/dane.ts, trusts it only with edge.dns.dnssec).
+    let authenticated = true;
     for (let hop = 0; hop <= this.maxCnameHops; hop++) {
       const outcome = await this.client.query(current, TYPE_CODES[type], signal);
       if (outcome.kind === 'tempfail') return { kind: 'tempfail', name, type, reason: outcome.reason, detail: outcome.detail };
+      authenticated &&= outcome.message.authenticData === true;
       const walked = walkAnswer(outcome.message, current, TYPE_CODES[type]);
       for (const step of walked.cnames) {
         const key = nameKey(step.target);
@@ -158,6 +163,7 @@ export class Resolver {
           cnames,
           ttl: Math.min(ttl, recordTtl),
           server: outcome.server,
+          authenticated,
         };
       }
       const owner = walked.cnames.at(-1)?.target ?? current;
@@ -177,6 +183,7 @@ export class Resolver {
         cnames,
         ttl: Math.min(ttl, negativeTtl),
         server: outcome.server,
+        authenticated,
         ...(note ? { note } : {}),
       };
     }

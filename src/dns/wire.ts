@@ -77,6 +77,8 @@ export interface DnsMessage {
   truncated: boolean;
   recursionDesired: boolean;
   recursionAvailable: boolean;
+  /** AD: the answer was DNSSEC-validated by the server (RFC 4035 section 3.2.3); in a query, a request for that bit (RFC 6840 section 5.7). */
+  authenticData?: boolean;
   rcode: number;
   questions: Question[];
   answers: ResourceRecord[];
@@ -337,6 +339,7 @@ export function decodeMessage(buf: Buffer): DnsMessage {
     truncated,
     recursionDesired: (flags & 0x0100) !== 0,
     recursionAvailable: (flags & 0x0080) !== 0,
+    authenticData: (flags & 0x0020) !== 0,
     rcode: flags & 0xf,
     questions,
     answers: [],
@@ -465,6 +468,7 @@ export function encodeMessage(message: DnsMessage, options: EncodeOptions = {}):
     if (truncated) flags |= 0x0200;
     if (message.recursionDesired) flags |= 0x0100;
     if (message.recursionAvailable) flags |= 0x0080;
+    if (message.authenticData) flags |= 0x0020;
     flags |= message.rcode & 0xf;
     writer.u16(flags);
     for (const count of counts) writer.u16(count);
@@ -510,6 +514,8 @@ export function buildQuery(id: number, name: string, type: number): Buffer {
     truncated: false,
     recursionDesired: true,
     recursionAvailable: false,
+    // RFC 6840 section 5.7: a validating resolver reports AD only to a query that sets it (DANE reads it).
+    authenticData: true,
     rcode: 0,
     questions: [{ name, type, class: CLASS_IN }],
     answers: [],

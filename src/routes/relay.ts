@@ -26,6 +26,9 @@ import { envelopeOf, withEnvelope } from './mail-view.js';
 import type { MailedgeSentMessageInfo, Route, RouteContext } from './route.js';
 import type { SMTPSentMessageInfo } from 'nodemailer/lib/smtp-transport';
 import type { Socket } from 'node:net';
+// Direct delivery's TLS policies (issue 12): STARTTLS by mailedge on its own socket.
+import { negotiateTls, type Handover } from '../tls/starttls.js';
+import { tlsAttemptOf, type TlsAttempt } from '../tls/outcome.js';
 // Message identity (issue 11): SPF x DKIM x DMARC of this message, src/message/.
 import { MessageStage, type Authentication } from '../message/stage.js';
 
@@ -35,7 +38,7 @@ const MAX_HANDOVERS = 3;
 
 type Inner = SMTPTransport | SMTPPool;
 type SendCallback = (err: Error | null, info?: SMTPSentMessageInfo) => void;
-type SocketCallback = (err: Error | null, socketOptions?: { connection: Socket; name: string }) => void;
+type SocketCallback = (err: Error | null, socketOptions?: { connection: Socket; name: string } & Handover['options']) => void;
 
 /** A Nodemailer transport bound to one edge address and EHLO name. */
 interface Channel {
@@ -70,6 +73,8 @@ export class RelayRoute implements Route {
   private idling = true;
   private closed = false;
   private warnedFor: PreflightReport | undefined;
+  /** The TLS attempt of the message being handed to Nodemailer now (src/tls/outcome.ts); openSocket takes it. */
+  private pendingTls: TlsAttempt | undefined;
   private readonly message: MessageStage;
 
   constructor(
@@ -240,7 +245,14 @@ export class RelayRoute implements Route {
         if (err || !info) reject(err ?? new Error('no result from the transport'));
         else resolve(info);
       };
-      (channel.inner as { send(mail: MailMessage, callback: SendCallback): unknown }).send(mail, done);
+      // Issue 12: Nodemailer's SMTPTransport calls getSocket synchronously inside send(), so the
+      // message's TLS attempt reaches openSocket through this field (direct delivery never pools).
+      this.pendingTls = tlsAttemptOf(mail);
+      try {
+        (channel.inner as { send(mail: MailMessage, callback: SendCallback): unknown }).send(mail, done);
+      } finally {
+        this.pendingTls = undefined;
+      }
     });
   }
 
@@ -287,7 +299,9 @@ export class RelayRoute implements Route {
 
   /** Nodemailer's per-connection hook: the channel's name must still be the one to use, now. */
   private openSocket(channel: Channel, callback: SocketCallback): void {
-    const opening = async (): Promise<{ connection: Socket; name: string }> => {
+    const tlsAttempt = this.pendingTls;
+    this.pendingTls = undefined;
+    const opening = async (): Promise<{ connection: Socket; name: string } & Handover['options']> => {
       if (this.closed) throw closedError();
       if (channel.retired) throw new ChannelRetired();
       const identity = await this.identity();
@@ -296,7 +310,17 @@ export class RelayRoute implements Route {
         if (this.channel === channel) this.retire(channel);
         throw new ChannelRetired();
       }
-      return { connection: await connectChecked(identity, this.options.port, this.options.localAddress, this.connectionTimeout), name: channel.decision.name };
+      const connection = await connectChecked(identity, this.options.port, this.options.localAddress, this.connectionTimeout);
+      if (!tlsAttempt) return { connection, name: channel.decision.name };
+      // Issue 12, direct delivery: STARTTLS and the certificate as the domain's TLS policy asks (src/tls/starttls.ts),
+      // then Nodemailer gets the secured socket (or the plain one when TLS is not used) with the server's greeting.
+      const handover = await negotiateTls(connection, {
+        name: channel.decision.name,
+        attempt: tlsAttempt,
+        timeout: Number(this.smtp.greetingTimeout) || 30_000,
+        ignoreTLS: Boolean(this.smtp.ignoreTLS),
+      });
+      return { connection: handover.connection, name: channel.decision.name, ...handover.options };
     };
     opening().then(
       (socketOptions) => callSafely(() => callback(null, socketOptions)),

@@ -61,6 +61,12 @@ export interface DnsServerOptions {
   faults?: Record<string, DnsFault>;
   /** Applies to every query without a matching per-name fault. */
   defaultFault?: DnsFault;
+  /**
+   * Names whose zones count as DNSSEC-signed and validated: an answer about
+   * one of them or a name below it carries the AD bit, but only when the query
+   * asked for it (AD set, RFC 6840 section 5.7), as a validating resolver does.
+   */
+  signed?: string[];
 }
 
 export interface QueryLogEntry {
@@ -181,7 +187,9 @@ interface Answer {
 
 function matches(record: ResourceRecord, qtype: number): boolean {
   if (qtype === RecordType.ANY) return true;
-  return record.type !== 'OTHER' && RecordType[record.type] === qtype;
+  // Types the wire module does not decode (TLSA) are served by their type code.
+  if (record.type === 'OTHER') return record.typeCode === qtype;
+  return RecordType[record.type] === qtype;
 }
 
 /** What an authoritative server for these zones would say, following CNAMEs inside the data. */
@@ -342,6 +350,8 @@ export async function startDnsServer(options: DnsServerOptions): Promise<Fixture
   const faults = new Map<string, DnsFault>();
   for (const [name, fault] of Object.entries(options.faults ?? {})) faults.set(keyOf(name), fault);
   let defaultFault = options.defaultFault;
+  const signed = new Set((options.signed ?? []).map(keyOf));
+  const isSigned = (name: string): boolean => [keyOf(name), ...ancestorKeys(name)].some((key) => signed.has(key));
 
   let queries = 0;
   let log: QueryLogEntry[] = [];
@@ -413,6 +423,7 @@ export async function startDnsServer(options: DnsServerOptions): Promise<Fixture
         message = responseTo(query, { rcode: Rcode.REFUSED, answers: [], authorities: [] });
       } else {
         message = responseTo(query, resolve(snapshot, question.name, question.type));
+        if (query.authenticData === true && isSigned(question.name)) message.authenticData = true;
       }
       if (fault?.spoofFirst) {
         const forged = responseTo(query, {

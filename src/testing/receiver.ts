@@ -27,7 +27,7 @@ export interface ReceivedSession {
   ehlo: string;
   /** Strict-mode judgement, set once the client has sent MAIL FROM */
   verdict?: { ok: boolean; reason: string };
-  messages: Array<{ from: string; to: string[]; size: number; data: string }>;
+  messages: Array<{ from: string; to: string[]; size: number; data: string; /** Whether the message came over STARTTLS. */ tls?: boolean }>;
   /** Every refusal sent to the client; 'CONNECT' is a greeting fault. */
   rejected: Array<{ stage: 'CONNECT' | 'MAIL' | 'RCPT' | 'DATA'; code: number; message: string }>;
   /** Set when an injected fault cut the connection short without any reply. */
@@ -102,6 +102,8 @@ export interface ReceiverOptions {
    * failure under p=reject (550 5.7.26).
    */
   authentication?: 'record' | 'strict';
+  /** Offer STARTTLS with this key and certificate (PEM; `cert` may carry the chain). Default: no STARTTLS. */
+  tls?: { key: string | Buffer; cert: string | Buffer };
 }
 
 export interface Receiver {
@@ -383,7 +385,7 @@ export async function startReceiver(options: ReceiverOptions = {}): Promise<Rece
     logger: false,
     // Tests speak clear text on loopback; STARTTLS would only bring the built-in
     // certificate and its warning.
-    disabledCommands: ['STARTTLS'],
+    ...(options.tls ? { key: options.tls.key, cert: options.tls.cert } : { disabledCommands: ['STARTTLS'] }),
     authOptional: !auth,
     allowInsecureAuth: Boolean(auth),
     // Strict mode does its own forward-confirmed lookup against the fixture server;
@@ -531,6 +533,7 @@ export async function startReceiver(options: ReceiverOptions = {}): Promise<Rece
           to: session.envelope.rcptTo.map((r) => r.address),
           size,
           data: keepData ? Buffer.concat(chunks).toString('utf8') : '',
+          tls: session.secure === true,
         });
         messages += 1;
         callback(null, 'OK: message queued');
