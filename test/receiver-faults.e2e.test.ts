@@ -39,15 +39,22 @@ afterAll(async () => {
   await world.close();
 });
 
-/** A receiver of this test's own, so that faults never leak into another test. */
-async function receiver(options: ReceiverOptions = {}): Promise<Receiver> {
+/** Registers a teardown for the end of one test: a concurrent test passes its context's onTestFinished. */
+type AtTestEnd = (teardown: () => Promise<void> | void) => void;
+
+/**
+ * A receiver of this test's own, so that faults never leak into another test;
+ * closed after it (afterEach, or `atEnd` for a concurrent test).
+ */
+async function receiver(options: ReceiverOptions = {}, atEnd?: AtTestEnd): Promise<Receiver> {
   const r = await startReceiver({ host: '127.0.0.1', ...options });
-  receivers.push(r);
+  if (atEnd) atEnd(() => r.close());
+  else receivers.push(r);
   return r;
 }
 
 /** Sends from 127.0.0.2 (mail.good.test) straight to the receiver's address and port. */
-function transport(r: Receiver, options: MailedgeOptions = {}): MailedgeTransport {
+function transport(r: Receiver, options: MailedgeOptions = {}, atEnd?: AtTestEnd): MailedgeTransport {
   const t = createTransport({
     ignoreTLS: true,
     host: r.host,
@@ -56,7 +63,8 @@ function transport(r: Receiver, options: MailedgeOptions = {}): MailedgeTranspor
     ...options,
     edge: { ...options.edge, dns: { servers: [world.dns.server], timeout: 2000, ...options.edge?.dns } },
   });
-  transports.push(t);
+  if (atEnd) atEnd(() => void t.close());
+  else transports.push(t);
   return t;
 }
 
@@ -113,11 +121,12 @@ describe("each receiver fault reaches the caller as Nodemailer's error, with per
     ['one connection per message', {}],
     ['pooled', { pool: true, maxConnections: 2 }],
   ])('%s', (_mode, poolOptions) => {
-    it.each(CASES)('$name → $smtpCode', async ({ faults, smtpCode, responseCode, command, stage }) => {
-      const r = await receiver({ faults });
+    // Concurrent: each case has its own receiver and transport, and touches nothing shared.
+    it.concurrent.for(CASES)('$name → $smtpCode', async ({ faults, smtpCode, responseCode, command, stage }, { onTestFinished }) => {
+      const r = await receiver({ faults }, onTestFinished);
       const message = { ...MESSAGE, attachments: [{ filename: 'a.txt', content: 'keep me' }] };
       const snapshot = structuredClone(message);
-      const err = await failure(transport(r, { ...greetingTimeout(faults), ...poolOptions }).sendMail(message));
+      const err = await failure(transport(r, { ...greetingTimeout(faults), ...poolOptions }, onTestFinished).sendMail(message));
 
       expect(err.code).toBe(smtpCode);
       expect(err.responseCode).toBe(responseCode);
