@@ -161,8 +161,9 @@ describe('registry', () => {
       dmarc: 'warn',
       dkim: 'enforce',
       'recipient-null-mx': 'enforce',
+      authentication: 'enforce',
     });
-    expect(DELIVERABILITY_CHECK_IDS).toHaveLength(7);
+    expect(DELIVERABILITY_CHECK_IDS).toHaveLength(8);
   });
 });
 

@@ -23,7 +23,7 @@ mail         IN A   127.0.7.2
 2.7.0.127.in-addr.arpa. IN PTR mail.local.test.
 `;
 
-const ENVELOPE_CHECKS_OFF = { spf: 'off', 'sender-mx': 'off', dmarc: 'off', 'recipient-null-mx': 'off' } as const;
+const ENVELOPE_CHECKS_OFF = { spf: 'off', 'sender-mx': 'off', dmarc: 'off', 'recipient-null-mx': 'off', authentication: 'off' } as const;
 const MESSAGE = { from: 'app@local.test', to: 'someone@elsewhere.test', subject: 'hi', text: 'body' };
 
 let dns: FixtureDnsServer;

@@ -13,11 +13,16 @@ import { ownerNote, paste, txtRecord } from './records.js';
 import type { CheckVerdict } from './types.js';
 import type { Judgement } from '../message/verdict.js';
 import { signatureTags } from '../message/headers.js';
+import { aligned } from '../message/alignment.js';
 
 export interface AuthenticationCheckOptions {
   requirements: 'all' | 'bulk';
   /** The keys the message was signed with: a hint can then offer the key record to publish. */
   keys: readonly DkimKeyOptions[];
+  /** The envelope `dmarc` check already reports this domain's missing or broken record: not warned twice. */
+  dmarcReportedElsewhere: boolean;
+  /** The identity's `dkim` check already reports the configured keys' records. */
+  dkimReportedElsewhere: boolean;
 }
 
 export function checkAuthentication(judgement: Judgement, options: AuthenticationCheckOptions): CheckVerdict {
@@ -51,8 +56,9 @@ export function checkAuthentication(judgement: Judgement, options: Authenticatio
   const fixes = (): string => fixHint(judgement, options.keys);
   const { dmarc } = auth;
 
-  if (dmarc.result === 'temperror') return result('temperror', 'DNS_TEMPFAIL', `DMARC: ${dmarc.reason ?? 'temporary DNS failure'}`, `Retry later; if it persists, check that the resolvers in edge.dns.servers answer for _dmarc.${from}.`);
-  if (spf?.result === 'temperror' && !dkimPass) return result('temperror', 'DNS_TEMPFAIL', `SPF of ${spf.domain}: temperror (${spf.comment})`, `Retry later; if it persists, check that the resolvers in edge.dns.servers answer for ${spf.domain}.`);
+  // As the envelope checks: our resolver failing says nothing of the receiver's, so an open verdict warns and the mail goes.
+  if (dmarc.result === 'temperror') return result('warn', 'DNS_TEMPFAIL', `DMARC: ${dmarc.reason ?? 'temporary DNS failure'}`, `Retry later; if it persists, check that the resolvers in edge.dns.servers answer for _dmarc.${from}.`);
+  if (spf?.result === 'temperror' && !dkimPass) return result('warn', 'DNS_TEMPFAIL', `SPF of ${spf.domain}: temperror (${spf.comment})`, `Retry later; if it persists, check that the resolvers in edge.dns.servers answer for ${spf.domain}.`);
   if (dmarc.result === 'fail' && (dmarc.policy === 'reject' || dmarc.policy === 'quarantine')) {
     return result('fail', 'DMARC_FAIL', `dmarc=fail under p=${dmarc.policy} for ${from}: ${dmarc.reason ?? ''}; the receiver would ${dmarc.policy === 'reject' ? 'reject it (Gmail: 550 5.7.26)' : 'put it in spam'}`, fixes());
   }
@@ -63,10 +69,16 @@ export function checkAuthentication(judgement: Judgement, options: Authenticatio
     const bulk = bulkRequirement(judgement, fixes);
     if (bulk) return result('fail', bulk.code, bulk.actual, bulk.hint);
   }
-  if (dmarc.result === null && dmarc.policy !== null) {
+  // Through a relay, warned only when the policy would act and the MAIL FROM is not aligned: then only the relay
+  // rewriting MAIL FROM into the From domain's organisation could rescue it. An aligned MAIL FROM is the usual
+  // set-up (the domain's SPF names its relay), and warning about it on every send would be noise.
+  if (dmarc.result === null && (dmarc.policy === 'reject' || dmarc.policy === 'quarantine') && !aligned(from, auth.spf.domain, prepared.dmarcRecord?.kind === 'record' ? prepared.dmarcRecord.aspf : 'r')) {
     return result('warn', 'AUTH_DOWNSTREAM', `through the relay ${edge.address === '' ? '' : `(from ${edge.address}) `}no aligned DKIM signature passes, so DMARC (p=${dmarc.policy} for ${from}) rests on the relay's SPF: ${auth.spf.reason ?? ''}`, fixes());
   }
   if (dmarc.result === 'fail') return result('warn', 'DMARC_FAIL_MONITORED', `dmarc=fail under p=none for ${from}: ${dmarc.reason ?? ''}`, fixes());
+  if ((dmarc.result === 'none' || dmarc.result === 'permerror') && options.dmarcReportedElsewhere) {
+    return result('pass', null, `dmarc=${dmarc.result} for ${from} (reported by the dmarc check): ${auth.header}`, null);
+  }
   if (dmarc.result === 'none') {
     const org = organisationalDomain(from);
     return result('warn', 'DMARC_MISSING', `no DMARC record at _dmarc.${from}${org === from ? '' : ` or _dmarc.${org}`}`, `Publish ${paste(txtRecord(`_dmarc.${org}`, `v=DMARC1; p=none; rua=mailto:dmarc-reports@${org}`))}. ${ownerNote(org)}`);
@@ -74,7 +86,8 @@ export function checkAuthentication(judgement: Judgement, options: Authenticatio
   if (dmarc.result === 'permerror') return result('warn', 'DMARC_INVALID', `the DMARC record cannot be applied: ${dmarc.reason ?? ''}`, `Keep exactly one TXT record starting with "v=DMARC1; p=" at _dmarc.${organisationalDomain(from)}. ${ownerNote(organisationalDomain(from))}`);
   const testing = prepared.dkim.signatures.find((s) => s.testing);
   if (testing) return result('warn', 'DKIM_TESTING', `the key record ${testing.selector}._domainkey.${testing.domain} carries t=y: the signature verifies (pass), but receivers may treat the message as unsigned`, `Remove t=y from ${testing.selector}._domainkey.${testing.domain} once signing works. ${ownerNote(testing.domain)}`);
-  const broken = auth.dkim.find((s) => s.result !== 'pass');
+  // A configured key's broken record is the dkim check's to report (DKIM_KEY_MISSING, DKIM_KEY_MISMATCH) while it runs.
+  const broken = auth.dkim.find((s) => s.result !== 'pass' && !(options.dkimReportedElsewhere && options.keys.some((k) => k.domainName.toLowerCase() === s.domain && k.keySelector.toLowerCase() === s.selector)));
   if (broken) return result('warn', 'DKIM_SIGNATURE_FAIL', `the DKIM signature d=${broken.domain} s=${broken.selector} would be ${broken.result}${broken.reason ? ` (${broken.reason})` : ''}; the message is authenticated otherwise`, keyHint(broken.domain, broken.selector, options.keys));
   return result('pass', null, `dmarc=${dmarc.result ?? 'pass'}${dmarc.alignedBy ? ` (aligned by ${dmarc.alignedBy})` : ''} for ${from}: ${auth.header}`, null);
 }

@@ -45,7 +45,8 @@ const TEMP_CODES: Record<TempReason, string> = {
   malformed: 'EBADRESP',
 };
 
-const LOOKUP_TYPES: readonly LookupType[] = ['A', 'AAAA', 'PTR', 'MX', 'TXT'];
+// The types mailauth asks for; narrower than LookupType (which also has TLSA), so the switch below stays exhaustive.
+const LOOKUP_TYPES = ['A', 'AAAA', 'PTR', 'MX', 'TXT'] as const satisfies readonly LookupType[];
 
 /**
  * @param sender the envelope sender (MAIL FROM) address, or its domain; empty

@@ -19,6 +19,7 @@ import type { Decision } from '../decide.js';
 import type { MailedgeWarning } from '../routes/route.js';
 import { envelopeOf, withEnvelope } from '../routes/mail-view.js';
 import { MessageTooLargeError, renderOnce } from './render.js';
+import { domainOf } from './headers.js';
 import { MessageAuthenticator, type Authentication, type PreparedMessage } from './verdict.js';
 
 export type { Authentication } from './verdict.js';
@@ -55,8 +56,14 @@ export class MessageStage {
     this.warned = new Cache({ name: 'authentication warnings', max: MAX_WARNED, clock: options.clock });
   }
 
-  /** Render once and verify what the message alone decides; undefined when the check is off (the message then streams as before). */
-  async prepare(mail: MailMessage, report: PreflightReport, signal: AbortSignal | undefined): Promise<PreparedSend | undefined> {
+  /**
+   * Render once and verify what the message alone decides; undefined when the
+   * check is off (the message then streams as before). The original `mail` is
+   * rendered, never a view of it with another envelope (`outgoing`): Nodemailer
+   * adds Date, Message-ID and MIME-Version only when the node it renders is its
+   * own root, which a view (Object.create of the node) is not.
+   */
+  async prepare(mail: MailMessage, outgoing: MailMessage, report: PreflightReport, signal: AbortSignal | undefined): Promise<PreparedSend | undefined> {
     if (!this.active) return undefined;
     let raw: Buffer;
     try {
@@ -66,7 +73,7 @@ export class MessageStage {
       throw err;
     }
     const prepared = await this.authenticator.prepare(mail, raw, this.deadline(signal));
-    return { outgoing: withEnvelope(mail, envelopeOf(mail), raw), prepared };
+    return { outgoing: withEnvelope(mail, envelopeOf(outgoing), raw), prepared };
   }
 
   /**
@@ -78,9 +85,11 @@ export class MessageStage {
     if (send.last?.key === key) return send.last.authentication;
     const judgement = await this.authenticator.judge(send.prepared, { address: decision.address, name: decision.name }, this.options.receiver, this.deadline(undefined));
     const keys = send.prepared.headers.get('dkim-signature').length > 0 ? this.keysOf(mail) : [];
-    const check = withSeverity(checkAuthentication(judgement, { requirements: this.options.requirements, keys }), this.options.checks.authentication === 'warn' ? 'warn' : 'enforce', send.prepared.fromDomain);
+    const mailFrom = send.prepared.mailFrom;
+    const dmarcReportedElsewhere = this.options.checks.dmarc !== 'off' && mailFrom !== false && send.prepared.fromDomain === domainOf(mailFrom);
+    const check = withSeverity(checkAuthentication(judgement, { requirements: this.options.requirements, keys, dmarcReportedElsewhere, dkimReportedElsewhere: this.options.checks.dkim !== 'off' && !(mail as { dkim?: unknown } | undefined)?.dkim }), this.options.checks.authentication === 'warn' ? 'warn' : 'enforce', send.prepared.fromDomain);
     const { authentication } = judgement;
-    if (check.severity === 'enforce' && (check.status === 'fail' || check.status === 'temperror')) {
+    if (check.severity === 'enforce' && check.status === 'fail') {
       throw Object.assign(new EdgeRefusedError({ ...report, ok: false, checks: [...report.checks, check] }, check, { mail }), { authentication });
     }
     if (worthWarning(check)) this.warnOnce(check, report, warn);

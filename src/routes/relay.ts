@@ -121,7 +121,7 @@ export class RelayRoute implements Route {
       const screened = await untilAborted(this.screen(identity, decision, mail), signal);
       const { refused } = screened;
       // Message identity (issue 11): rendered once here; these bytes are verified and sent.
-      const message = await untilAborted(this.message.prepare(screened.outgoing, identity.report, signal), signal);
+      const message = await untilAborted(this.message.prepare(mail, screened.outgoing, identity.report, signal), signal);
       const outgoing = message?.outgoing ?? screened.outgoing;
       for (let handover = 1; ; handover++) {
         await this.acquireSlot(signal);
