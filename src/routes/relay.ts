@@ -21,7 +21,7 @@ import { withEnvelopeChecks } from '../envelope.js';
 import { channelKey, decide, type Decision } from '../decide.js';
 import type { ResolvedEdgeOptions, SmtpOptions } from '../options.js';
 import { asSmtpSendError } from '../send-error.js';
-import { connectChecked } from './socket.js';
+import { awaitGreeting, connectChecked } from './socket.js';
 import { envelopeOf, withEnvelope } from './mail-view.js';
 import type { MailedgeSentMessageInfo, Route, RouteContext } from './route.js';
 import type { SMTPSentMessageInfo } from 'nodemailer/lib/smtp-transport';
@@ -33,6 +33,8 @@ import { tlsAttemptOf, type TlsAttempt } from '../tls/outcome.js';
 import { MessageStage, type Authentication } from '../message/stage.js';
 
 const DEFAULT_CONNECTION_TIMEOUT = 2 * 60 * 1000;
+/** Nodemailer's own default wait for the greeting. */
+const DEFAULT_GREETING_TIMEOUT = 30 * 1000;
 /** Hand-overs per message: a name that changes again and again between check and connection is not chased for ever. */
 const MAX_HANDOVERS = 3;
 
@@ -63,6 +65,7 @@ export class RelayRoute implements Route {
   private readonly pooled: boolean;
   private readonly maxConnections: number;
   private readonly connectionTimeout: number;
+  private readonly greetingTimeout: number;
   private channel: Channel | undefined;
   private readonly retiring = new Set<Channel>();
   private readonly waiters: SlotWaiter[] = [];
@@ -89,6 +92,7 @@ export class RelayRoute implements Route {
     this.maxConnections = Number(smtp.maxConnections) || 5;
     // Nodemailer reads 0 as "use the default"; so does mailedge.
     this.connectionTimeout = Number(smtp.connectionTimeout) || DEFAULT_CONNECTION_TIMEOUT;
+    this.greetingTimeout = Number(smtp.greetingTimeout) || DEFAULT_GREETING_TIMEOUT;
     // As Nodemailer's pool does: an 'idle' once it is ready, for apps that start sending on it.
     if (this.pooled) setImmediate(() => this.idling && !this.closed && this.context.emit('idle'));
   }
@@ -311,7 +315,21 @@ export class RelayRoute implements Route {
         throw new ChannelRetired();
       }
       const connection = await connectChecked(identity, this.options.port, this.options.localAddress, this.connectionTimeout);
-      if (!tlsAttempt) return { connection, name: channel.decision.name };
+      if (!tlsAttempt) {
+        try {
+          // With implicit TLS nothing arrives before the handshake Nodemailer makes: decided again after the connect only.
+          if (!this.smtp.secure) await awaitGreeting(connection, this.greetingTimeout);
+          // The receiver chose how long that took: the name goes into EHLO only if it still stands now.
+          if (channelKey(decide(await this.identity(), undefined)) !== channel.key) {
+            if (this.channel === channel) this.retire(channel);
+            throw new ChannelRetired();
+          }
+        } catch (err) {
+          connection.destroy();
+          throw err;
+        }
+        return { connection, name: channel.decision.name };
+      }
       // Issue 12, direct delivery: STARTTLS and the certificate as the domain's TLS policy asks (src/tls/starttls.ts),
       // then Nodemailer gets the secured socket (or the plain one when TLS is not used) with the server's greeting.
       const handover = await negotiateTls(connection, {

@@ -56,3 +56,35 @@ function openSocket(host: string, port: number, localAddress: string | undefined
     });
   });
 }
+
+/**
+ * Holds a fresh connection until the server's first bytes (its greeting)
+ * arrive, then puts them back for Nodemailer to read. The receiver chooses
+ * how long its greeting takes; the name for EHLO is decided again after it,
+ * not before the connect. Ends early (leaving what happened for Nodemailer to
+ * see) when the socket closes, fails, or `timeout` ms pass.
+ */
+export function awaitGreeting(socket: Socket, timeout: number): Promise<void> {
+  return new Promise((resolve) => {
+    const finish = (): void => {
+      clearTimeout(timer);
+      socket.removeListener('readable', onReadable);
+      socket.removeListener('end', finish);
+      socket.removeListener('close', finish);
+      socket.removeListener('error', finish);
+      resolve();
+    };
+    const onReadable = (): void => {
+      const chunk: Buffer | null = socket.read();
+      if (chunk === null) return;
+      finish();
+      socket.unshift(chunk);
+    };
+    const timer = setTimeout(finish, timeout);
+    socket.on('readable', onReadable);
+    socket.once('end', finish);
+    socket.once('close', finish);
+    // Only while waiting: once Nodemailer has the socket, its own error handler takes over.
+    socket.once('error', finish);
+  });
+}
