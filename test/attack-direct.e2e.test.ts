@@ -10,6 +10,7 @@ import { startReceiver, type Receiver } from '../src/testing/receiver.js';
 import { parseZone } from '../src/testing/zone.js';
 import { createTransport, type MailedgeTransporter } from '../src/create-transport.js';
 import type { MailedgeOptions } from '../src/options.js';
+import type { DirectSentMessageInfo } from '../src/routes/direct.js';
 
 const ZONE = `
 $TTL 60
@@ -47,14 +48,14 @@ afterAll(async () => {
   await dns.close();
 });
 
-function transport(options: Partial<MailedgeOptions> = {}): MailedgeTransporter {
+function transport(options: Partial<MailedgeOptions> = {}): MailedgeTransporter<DirectSentMessageInfo> {
   const t = createTransport({
     direct: true,
     localAddress: '127.0.4.22',
     ignoreTLS: true,
     ...options,
     edge: { checks: CHECKS_OFF, mxPort: mx.port, ...options.edge, dns: { servers: [dns.server], timeout: 1500 } },
-  });
+  }) as MailedgeTransporter<DirectSentMessageInfo>;
   transporters.push(t);
   return t;
 }
