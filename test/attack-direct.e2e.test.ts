@@ -61,12 +61,12 @@ function transport(options: Partial<MailedgeOptions> = {}): MailedgeTransporter<
 }
 
 describe('MX targets that are not host names', () => {
-  // FINDING (medium). An MX exchange is a host name (RFC 5321 section 5.1, RFC 2181
+  // FOUND, FIXED (medium). An MX exchange is a host name (RFC 5321 section 5.1, RFC 2181
   // section 10.3). resolveRoute() treats any host that parses as an IP address as a
   // literal, so "MX 10 127.0.4.120." sends the mail straight to an address the domain's
   // owner picked, with no A/AAAA lookup: any internal or loopback address of the
   // sender's network becomes reachable on port 25 (Postfix and Exim refuse such MX).
-  it('an MX target written as an IP address is connected to as a literal', async () => {
+  it('an MX target written as an IP address is passed over, never connected to', async () => {
     const t = transport();
     const outcome = await t.sendMail({ from: 'app@dir.atk.test', to: 'victim@literal.dir.atk.test', text: 'x' }).then(
       (info) => `delivered via ${JSON.stringify(info.domains.map((d) => d.mx))}`,
@@ -76,11 +76,11 @@ describe('MX targets that are not host names', () => {
     expect(outcome).toMatch(/^refused/);
   });
 
-  // FINDING (medium), same root cause: "MX 10 localhost." is loopback by RFC 6761 in
+  // FOUND, FIXED (medium), same root cause: "MX 10 localhost." is loopback by RFC 6761 in
   // resolveRoute, so direct delivery hands the message to whatever listens on this
   // machine's port 25 (its own MTA, usually trusting loopback). localRelay is forced
   // false for MX hosts, so the FCrDNS check still runs, but the destination is ours.
-  it('an MX target "localhost" is tried (a connection to this machine) instead of being refused', async () => {
+  it('an MX target "localhost" is passed over, never a connection to this machine', async () => {
     const t = transport();
     const err = (await t.sendMail({ from: 'app@dir.atk.test', to: 'victim@local.dir.atk.test', text: 'x' }).catch((e: unknown) => e)) as {
       code?: string;

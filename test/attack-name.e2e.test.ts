@@ -75,12 +75,12 @@ function repoint(arpa: string, name: string | null): void {
 }
 
 describe('serve-stale must not outlive a definitive PTR change', () => {
-  // FINDING (high). With no localAddress (the default set-up: the kernel picks the
+  // FOUND, FIXED (high). With no localAddress (the default set-up: the kernel picks the
   // source), a re-verification whose destination lookup only times out returns before
   // the PTR is even asked. settle() then sees no PTR answer at all (ptr: []), treats
   // the failure as temporary, and serves the old identity stale for edge.dns.staleFor,
   // though the PTR now answers another name definitively.
-  it('kernel-chosen edge: a PTR repointed while the relay host lookup times out is still used stale', async () => {
+  it('kernel-chosen edge: a PTR removed while the relay host lookup times out withdraws the name at once, not served stale', async () => {
     const t = transport({ edge: { localRelay: false } });
     const first = await t.sendMail({ ...MESSAGE, subject: 'before' });
     expect(first.edge).toMatchObject({ address: '127.0.0.1', name: 'mail.old.atk.test' });
@@ -171,11 +171,11 @@ function startSlowReceiver(host: string): Promise<SlowReceiver> {
 }
 
 describe('the check and the EHLO are not the same moment', () => {
-  // FINDING (medium). The last check is made in the getSocket hook, before the TCP
+  // FOUND, FIXED (medium). The last check is made in the getSocket hook, before the TCP
   // connect and the greeting. A receiver (or a slow network) that delays its 220 past
   // the verdict's TTL gets EHLO under a name the PTR stopped confirming meanwhile: no
   // re-decision happens between the greeting and EHLO.
-  it('a greeting delayed past the TTL, during which the PTR is removed, still gets EHLO with the withdrawn name', async () => {
+  it('a greeting delayed past the TTL, during which the PTR is removed, never gets EHLO with the withdrawn name', async () => {
     const slow = await startSlowReceiver('127.0.4.101');
     try {
       const t = transport({ host: 'slow.atk.test', port: slow.port, localAddress: '127.0.4.2', greetingTimeout: 10_000 });
