@@ -28,6 +28,8 @@ mx.good      IN A   127.0.4.120
 ; MX targets that are not host names: an address literal and localhost
 literal      IN MX  10 127.0.4.120.
 local        IN MX  10 localhost.
+; an MX target with CR LF and ESC inside a label
+hostile      IN MX  10 mx\\013\\010rset\\027.hostile
 `;
 const CHECKS_OFF = { spf: 'off', 'sender-mx': 'off', dmarc: 'off', 'recipient-null-mx': 'off', 'generic-ptr': 'off' } as const;
 
@@ -90,6 +92,18 @@ describe('MX targets that are not host names', () => {
     const tried = [...(domain?.attempts ?? []).map((a) => a.reason), domain?.error?.message ?? ''].join(' | ');
     // A loopback connection was attempted (refused, since nothing of ours listens there on that port).
     expect(tried).not.toMatch(/ECONNREFUSED|127\.0\.0\.1|::1/);
+  });
+
+  it('an MX target with control bytes is passed over, and shown escaped in the outcome', async () => {
+    const t = transport();
+    const err = (await t.sendMail({ from: 'app@dir.atk.test', to: 'victim@hostile.dir.atk.test', text: 'x' }).catch((e: unknown) => e)) as {
+      domains?: Array<{ attempts: Array<{ mx: string; reason: string }> }>;
+    };
+    const attempts = err.domains?.[0]?.attempts ?? [];
+    expect(attempts).toHaveLength(1);
+    expect(JSON.stringify(attempts)).not.toMatch(/[\r\n\u001b]/);
+    expect(attempts[0]?.reason).toMatch(/not a host name/);
+    expect(mx.connections).toBe(0);
   });
 
   it('an honest MX host is delivered to (held: baseline)', async () => {

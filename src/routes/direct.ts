@@ -10,7 +10,7 @@
  */
 import { isIP } from 'node:net';
 import type { MailMessage } from 'nodemailer/lib/mailer';
-import { printable } from '../checks/hostname.js';
+import { hostnameProblem, printable } from '../checks/hostname.js';
 import type { Resolver } from '../dns/resolver.js';
 import { digLine } from '../checks/evidence.js';
 import { checkRecipientNullMx } from '../checks/recipient-null-mx.js';
@@ -261,7 +261,7 @@ export class DirectRoute implements Route {
           hint: `The MX record of ${domain} must name a host, not an address or this machine; its owner has to correct it.`,
           evidence: [],
         };
-        result.attempts.push({ mx: host.exchange, reason: check.actual });
+        result.attempts.push({ mx: printable(host.exchange), reason: check.actual });
         result.error = new EdgeRefusedError(reportOf(check), check, { recipients, mail: mail.data });
         continue;
       }
@@ -340,7 +340,9 @@ function unusableExchange(exchange: string): string | null {
   const name = exchange.toLowerCase().replace(/\.$/, '');
   if (isIP(name.replace(/^\[|\]$/g, '')) !== 0) return 'is an address, not a host name';
   if (name === 'localhost' || name.endsWith('.localhost')) return 'names this machine (localhost)';
-  return null;
+  // Control bytes, spaces, a dot inside a label: such a name would reach TLS's server name and the info raw.
+  const problem = hostnameProblem(exchange);
+  return problem === null ? null : `is not a host name: ${problem}`;
 }
 
 function reportOf(check: CheckResult): PreflightReport {
