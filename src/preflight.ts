@@ -8,6 +8,7 @@ import { addressesOf, EnvelopeChecks, withEnvelopeChecks } from './envelope.js';
 import { resolveEdgeOptions, type MailedgeOptions } from './options.js';
 import { expandShorthands } from './shorthands.js';
 import { memberOptions, poolReport } from './routes/ip-pool.js';
+import { probeDomains } from './tls/probe.js';
 
 export interface PreflightCallOptions {
   /** Throw PreflightFailedError (carrying the report) when an enforced check fails. Default false. */
@@ -52,6 +53,8 @@ export async function preflight(input: MailedgeOptions | string, call: Preflight
         envelope.dispose();
       }
     }
+    // Issue 12: with direct: true, each recipient domain's MX hosts under its TLS policy, probed up to the point of sending.
+    if (resolved.direct && to.length > 0) report = { ...report, domains: await probeDomains(options, resolved, verifier.resolver, to) };
   } finally {
     verifier.dispose();
   }

@@ -101,6 +101,8 @@ export interface PreflightReport {
    * and `checks` holds every member's checks tagged with `member`.
    */
   members?: PoolMemberReport[];
+  /** Issue 12: with direct: true and recipients, each recipient domain's MX hosts, TLS policy and probe (src/tls/probe.ts). */
+  domains?: import('../tls/probe.js').DomainProbe[];
 }
 
 export interface PoolMemberReport extends Omit<PreflightReport, 'members'> {

@@ -5,6 +5,8 @@ import { reportStatus, type PreflightReport } from '../checks/types.js';
 import { EDGE_FLAGS, parseFlags, requireAddress } from './args.js';
 import { EXIT, UsageError, useColor, type CliIo } from './io.js';
 import { environment, transportOptions } from './settings.js';
+// Issue 12: --direct (each recipient domain's MX hosts and TLS policy, probed), --dnsbl, --ca, --dnssec.
+import { renderDomains, TLS_FLAGS, TLS_USAGE, withTlsFlags } from './tls-flags.js';
 
 export const CHECK_USAGE = `Usage: mailedge check [options]
 
@@ -23,17 +25,25 @@ Options:
   --dns-timeout MS        deadline for all lookups of the check (default 5000)
   --from ADDR             envelope sender to check: spf, sender-mx, dmarc
   --to ADDR               recipient to check: recipient-null-mx; repeatable
-  --json                  print the report as JSON (docs/report.schema.json)
+  --direct                with --to: each recipient domain's MX hosts, its TLS policy (MTA-STS,
+                          DANE) and whether this edge satisfies it: connect, EHLO, STARTTLS,
+                          verify, QUIT (never MAIL or RCPT)
+  --mx-port P             with --direct, the MX port: for tests against loopback receivers only
+${TLS_USAGE}  --json                  print the report as JSON (docs/report.schema.json)
   -h, --help              show this help
 
 Exit codes: 0 no enforced check failed (warnings allowed), 1 an enforced check
-failed, 2 the only enforced failures are temporary (retry), 64 usage error.
+failed, 2 the only enforced failures are temporary (retry; with --direct also:
+a domain has no MX host usable now), 64 usage error.
 `;
 
 const CHECK_FLAGS = {
   ...EDGE_FLAGS,
   from: { type: 'string' },
   to: { type: 'string', multiple: true },
+  ...TLS_FLAGS,
+  direct: { type: 'boolean' },
+  'mx-port': { type: 'string' },
 } as const;
 
 /** Only enforced checks decide the exit code: a warn-level failure is printed, and the step goes on. */
@@ -47,12 +57,31 @@ export async function checkCommand(args: string[], io: CliIo): Promise<number> {
     io.stdout.write(CHECK_USAGE);
     return EXIT.ok;
   }
-  const options = transportOptions(flags, environment(io), { withMode: false });
+  let options = transportOptions(flags, environment(io), { withMode: false });
+  options = withTlsFlags(options, flags, io);
+  if (flags['mx-port'] !== undefined && !flags.direct) throw new UsageError('--mx-port: only with --direct');
+  if (flags.direct) {
+    if (flags.host !== undefined) throw new UsageError("--host: not with --direct, which checks the recipients' MX hosts");
+    if (!flags.to || flags.to.length === 0) throw new UsageError('--to: required with --direct (the recipient domains to check)');
+    delete options.host;
+    delete options.port;
+    delete options.auth;
+    options.direct = true;
+    if (flags['mx-port'] !== undefined) {
+      const mxPort = Number(flags['mx-port']);
+      if (!Number.isInteger(mxPort) || mxPort < 1 || mxPort > 65535) throw new UsageError(`--mx-port: expected 1-65535, got ${JSON.stringify(flags['mx-port'])}`);
+      options.edge = { ...options.edge, mxPort };
+    }
+  }
   if (!options.host && !options.localAddress && !options.edge?.publicAddress && !options.edge?.pool) {
     throw new UsageError('--host: give the destination, or --local-address / --public-address (or SMTP_HOST, MAILEDGE_LOCAL_ADDRESS)');
   }
   if (flags.from !== undefined) requireAddress('--from', flags.from);
   const report = await preflight(options, { ...(flags.from !== undefined ? { from: flags.from } : {}), ...(flags.to ? { to: flags.to } : {}) });
   io.stdout.write(flags.json ? `${JSON.stringify(toJsonReport(report), null, 2)}\n` : renderReport(report, { color: useColor(io) }));
-  return exitCodeFor(report);
+  // Issue 12: the per-domain probe, and a domain with no usable MX host now is a temporary failure of the check.
+  if (!flags.json && report.domains) io.stdout.write(renderDomains(report.domains));
+  const code = exitCodeFor(report);
+  if (code === EXIT.ok && report.domains?.some((d) => !d.mx.some((m) => m.usable))) return EXIT.temporary;
+  return code;
 }

@@ -7,6 +7,8 @@ import { printable } from '../checks/hostname.js';
 import { EDGE_FLAGS, parseFlags, requireAddress } from './args.js';
 import { EXIT, UsageError, type CliIo } from './io.js';
 import { environment, transportOptions } from './settings.js';
+// Issue 12: --dnsbl, --ca, --dnssec.
+import { TLS_FLAGS, TLS_USAGE, withTlsFlags } from './tls-flags.js';
 
 export const SEND_USAGE = `Usage: mailedge send --host H --from ADDR --to ADDR [options]
        mailedge send --direct --from ADDR --to ADDR [options]
@@ -31,7 +33,7 @@ Options:
   --subject S             subject (default "mailedge test")
   --text T                body (default "Sent by mailedge.")
   --ignore-tls            do not use STARTTLS even if offered
-  --json                  print the result as JSON
+${TLS_USAGE}  --json                  print the result as JSON (with --direct: each domain's tls and tlsPolicy)
   -h, --help              show this help
 
 Credentials come from $SMTP_USER and $SMTP_PASS (or .env), never from flags.
@@ -49,6 +51,7 @@ const SEND_FLAGS = {
   'ignore-tls': { type: 'boolean' },
   direct: { type: 'boolean' },
   'mx-port': { type: 'string' },
+  ...TLS_FLAGS,
 } as const;
 
 /** A domain's outcome, for --json: the error as its code, permanence and message. */
@@ -96,7 +99,7 @@ export async function sendCommand(args: string[], io: CliIo): Promise<number> {
     return EXIT.ok;
   }
   const env = environment(io);
-  const options = transportOptions(flags, env, { withMode: true });
+  const options = withTlsFlags(transportOptions(flags, env, { withMode: true }), flags, io);
   if (flags['mx-port'] !== undefined && !flags.direct) throw new UsageError('--mx-port: only with --direct');
   if (flags.direct) {
     if (flags.host !== undefined) throw new UsageError('--host: not with --direct, which delivers to the recipients\' MX hosts');
