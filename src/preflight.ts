@@ -8,6 +8,8 @@ import { addressesOf, EnvelopeChecks, withEnvelopeChecks } from './envelope.js';
 import { resolveEdgeOptions, type MailedgeOptions } from './options.js';
 import { expandShorthands } from './shorthands.js';
 import { memberOptions, poolReport } from './routes/ip-pool.js';
+// Message identity (issue 11): the verdict of a sample message, without sending.
+import { predictAuthentication, type SampleMessage } from './message/predict.js';
 import { probeDomains } from './tls/probe.js';
 
 export interface PreflightCallOptions {
@@ -17,6 +19,12 @@ export interface PreflightCallOptions {
   from?: string;
   /** Recipients to check as well (recipient-null-mx), one address or several. */
   to?: string | string[];
+  /**
+   * A sample message whose SPF x DKIM x DMARC verdict to predict (the
+   * `authentication` check): its From, MAIL FROM, headers and DKIM keys
+   * (default: the transport's `dkim`). The report then carries `authentication`.
+   */
+  message?: SampleMessage;
 }
 
 /**
@@ -52,6 +60,12 @@ export async function preflight(input: MailedgeOptions | string, call: Preflight
       } finally {
         envelope.dispose();
       }
+    }
+    // Message identity (issue 11): predicted for the edge the identity check confirmed (or would greet with).
+    const edgeAddress = identity.edge?.address;
+    if (call.message && edgeAddress !== undefined) {
+      const prediction = await predictAuthentication(resolved, verifier.resolver, { address: edgeAddress, name: identity.ehloName ?? report.name ?? '' }, call.message);
+      if (prediction) report = { ...withEnvelopeChecks(report, [prediction.check]), authentication: prediction.authentication };
     }
     // Issue 12: with direct: true, each recipient domain's MX hosts under its TLS policy, probed up to the point of sending.
     if (resolved.direct && to.length > 0) report = { ...report, domains: await probeDomains(options, resolved, verifier.resolver, to) };

@@ -77,7 +77,7 @@ export function checkAuthentication(judgement: Judgement, options: Authenticatio
   }
   if (dmarc.result === 'fail') return result('warn', 'DMARC_FAIL_MONITORED', `dmarc=fail under p=none for ${from}: ${dmarc.reason ?? ''}`, fixes());
   if ((dmarc.result === 'none' || dmarc.result === 'permerror') && options.dmarcReportedElsewhere) {
-    return result('pass', null, `dmarc=${dmarc.result} for ${from} (reported by the dmarc check): ${auth.header}`, null);
+    return result('pass', null, `dmarc=${dmarc.result} for ${from} (the dmarc check reports the record)`, null);
   }
   if (dmarc.result === 'none') {
     const org = organisationalDomain(from);
@@ -89,7 +89,10 @@ export function checkAuthentication(judgement: Judgement, options: Authenticatio
   // A configured key's broken record is the dkim check's to report (DKIM_KEY_MISSING, DKIM_KEY_MISMATCH) while it runs.
   const broken = auth.dkim.find((s) => s.result !== 'pass' && !(options.dkimReportedElsewhere && options.keys.some((k) => k.domainName.toLowerCase() === s.domain && k.keySelector.toLowerCase() === s.selector)));
   if (broken) return result('warn', 'DKIM_SIGNATURE_FAIL', `the DKIM signature d=${broken.domain} s=${broken.selector} would be ${broken.result}${broken.reason ? ` (${broken.reason})` : ''}; the message is authenticated otherwise`, keyHint(broken.domain, broken.selector, options.keys));
-  return result('pass', null, `dmarc=${dmarc.result ?? 'pass'}${dmarc.alignedBy ? ` (aligned by ${dmarc.alignedBy})` : ''} for ${from}: ${auth.header}`, null);
+  if (dmarc.result === null) {
+    return result('pass', null, `SPF and DMARC for ${from} are decided downstream of the relay, on a MAIL FROM (${auth.spf.domain}) aligned with it; ${auth.dkim.length === 0 ? 'the message is not DKIM-signed' : `DKIM: ${auth.dkim.map((s) => `${s.result} d=${s.domain}`).join(', ')}`}`, null);
+  }
+  return result('pass', null, `dmarc=${dmarc.result}${dmarc.alignedBy ? ` (aligned by ${dmarc.alignedBy})` : ''}${dmarc.policy ? `, p=${dmarc.policy}` : ''} for ${from}`, null);
 }
 
 function bulkRequirement(judgement: Judgement, fixes: () => string): { code: CheckVerdict['code']; actual: string; hint: string } | undefined {

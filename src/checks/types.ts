@@ -101,6 +101,8 @@ export interface PreflightReport {
    * and `checks` holds every member's checks tagged with `member`.
    */
   members?: PoolMemberReport[];
+  /** With preflight's `message`: the predicted SPF x DKIM x DMARC verdict of a sample message (src/message/). */
+  authentication?: import('../message/verdict.js').Authentication;
   /** Issue 12: with direct: true and recipients, each recipient domain's MX hosts, TLS policy and probe (src/tls/probe.ts). */
   domains?: import('../tls/probe.js').DomainProbe[];
 }

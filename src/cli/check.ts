@@ -7,6 +7,8 @@ import { EXIT, UsageError, useColor, type CliIo } from './io.js';
 import { environment, transportOptions } from './settings.js';
 // Issue 12: --direct (each recipient domain's MX hosts and TLS policy, probed), --dnsbl, --ca, --dnssec.
 import { renderDomains, TLS_FLAGS, TLS_USAGE, withTlsFlags } from './tls-flags.js';
+// Message identity (issue 11): the verdict of a sample message with --from.
+import { dkimFlags, edgeFromMessageFlags, envelopeFrom, headerFlags, MESSAGE_FLAGS, MESSAGE_USAGE } from './message-flags.js';
 
 export const CHECK_USAGE = `Usage: mailedge check [options]
 
@@ -23,8 +25,9 @@ Options:
   --public-address IP     address receivers see behind NAT (default: $MAILEDGE_PUBLIC_ADDRESS)
   --dns HOST:PORT         resolver to use; repeatable (default: $MAILEDGE_DNS, else the system's)
   --dns-timeout MS        deadline for all lookups of the check (default 5000)
-  --from ADDR             envelope sender to check: spf, sender-mx, dmarc
-  --to ADDR               recipient to check: recipient-null-mx; repeatable
+  --from ADDR             envelope sender to check: spf, sender-mx, dmarc; and the From of a
+                          sample message whose SPF/DKIM/DMARC verdict is predicted (authentication)
+${MESSAGE_USAGE}  --to ADDR               recipient to check: recipient-null-mx; repeatable
   --direct                with --to: each recipient domain's MX hosts, its TLS policy (MTA-STS,
                           DANE) and whether this edge satisfies it: connect, EHLO, STARTTLS,
                           verify, QUIT (never MAIL or RCPT)
@@ -41,6 +44,7 @@ const CHECK_FLAGS = {
   ...EDGE_FLAGS,
   from: { type: 'string' },
   to: { type: 'string', multiple: true },
+  ...MESSAGE_FLAGS,
   ...TLS_FLAGS,
   direct: { type: 'boolean' },
   'mx-port': { type: 'string' },
@@ -77,7 +81,17 @@ export async function checkCommand(args: string[], io: CliIo): Promise<number> {
     throw new UsageError('--host: give the destination, or --local-address / --public-address (or SMTP_HOST, MAILEDGE_LOCAL_ADDRESS)');
   }
   if (flags.from !== undefined) requireAddress('--from', flags.from);
-  const report = await preflight(options, { ...(flags.from !== undefined ? { from: flags.from } : {}), ...(flags.to ? { to: flags.to } : {}) });
+  options.edge = edgeFromMessageFlags(flags, options.edge);
+  const mailFrom = envelopeFrom(flags);
+  const keys = dkimFlags(flags);
+  const headers = headerFlags(flags);
+  if (flags.from === undefined && (mailFrom !== undefined || keys.length > 0 || headers)) throw new UsageError('--from: required with --envelope-from, --dkim or --header (the sample message needs a From)');
+  const sender = mailFrom ?? flags.from;
+  const message = flags.from === undefined ? undefined : { from: flags.from, ...(mailFrom !== undefined ? { envelopeFrom: mailFrom } : {}), ...(flags.to?.[0] ? { to: flags.to[0] } : {}), ...(headers ? { headers } : {}) };
+  const report = await preflight(
+    { ...options, ...(keys.length > 0 ? { dkim: { keys } } : {}) },
+    { ...(sender !== undefined ? { from: sender } : {}), ...(flags.to ? { to: flags.to } : {}), ...(message ? { message } : {}) },
+  );
   io.stdout.write(flags.json ? `${JSON.stringify(toJsonReport(report), null, 2)}\n` : renderReport(report, { color: useColor(io) }));
   // Issue 12: the per-domain probe, and a domain with no usable MX host now is a temporary failure of the check.
   if (!flags.json && report.domains) io.stdout.write(renderDomains(report.domains));

@@ -9,6 +9,9 @@ import { EXIT, UsageError, type CliIo } from './io.js';
 import { environment, transportOptions } from './settings.js';
 // Issue 12: --dnsbl, --ca, --dnssec.
 import { TLS_FLAGS, TLS_USAGE, withTlsFlags } from './tls-flags.js';
+// Message identity (issue 11): --envelope-from, --dkim, --header, --check, --requirements, --receiver.
+import { dkimFlags, edgeFromMessageFlags, envelopeFrom, headerFlags, MESSAGE_FLAGS, MESSAGE_USAGE } from './message-flags.js';
+import { authenticationOf } from '../message/stage.js';
 
 export const SEND_USAGE = `Usage: mailedge send --host H --from ADDR --to ADDR [options]
        mailedge send --direct --from ADDR --to ADDR [options]
@@ -32,7 +35,7 @@ Options:
   --to ADDR               recipient; repeatable
   --subject S             subject (default "mailedge test")
   --text T                body (default "Sent by mailedge.")
-  --ignore-tls            do not use STARTTLS even if offered
+${MESSAGE_USAGE}  --ignore-tls            do not use STARTTLS even if offered
 ${TLS_USAGE}  --json                  print the result as JSON (with --direct: each domain's tls and tlsPolicy)
   -h, --help              show this help
 
@@ -51,6 +54,7 @@ const SEND_FLAGS = {
   'ignore-tls': { type: 'boolean' },
   direct: { type: 'boolean' },
   'mx-port': { type: 'string' },
+  ...MESSAGE_FLAGS,
   ...TLS_FLAGS,
 } as const;
 
@@ -119,7 +123,13 @@ export async function sendCommand(args: string[], io: CliIo): Promise<number> {
   if (flags.from === undefined) throw new UsageError('--from: required');
   requireAddress('--from', flags.from);
   if (!flags.to || flags.to.length === 0) throw new UsageError('--to: required');
-  const transport = createTransport({ ...options, ...(flags['ignore-tls'] ? { ignoreTLS: true } : {}) });
+  if (flags.direct && flags.receiver === 'relay') throw new UsageError('--receiver: not relay with --direct, whose MX hosts are the final receivers');
+  options.edge = edgeFromMessageFlags(flags, options.edge);
+  const mailFrom = envelopeFrom(flags);
+  const headers = headerFlags(flags);
+  const keys = dkimFlags(flags);
+  // Transport-level, so the dkim check verifies the published keys too.
+  const transport = createTransport({ ...options, ...(flags['ignore-tls'] ? { ignoreTLS: true } : {}), ...(keys.length > 0 ? { dkim: { keys } } : {}) });
   // Warnings (warn-mode sends, a replaced name, a stale identity) go to stderr, so --json stays parseable.
   transport.on('warning', (warning: MailedgeWarning) => void io.stderr.write(`warning [${warning.code}]: ${printable(warning.message)}\n`));
   try {
@@ -128,15 +138,19 @@ export async function sendCommand(args: string[], io: CliIo): Promise<number> {
       to: flags.to,
       subject: flags.subject ?? 'mailedge test',
       text: flags.text ?? 'Sent by mailedge.',
+      ...(mailFrom !== undefined ? { envelope: { from: mailFrom, to: flags.to } } : {}),
+      ...(headers ? { headers } : {}),
     });
+    const authentication = info.authentication ?? null;
     const domains = (info as { domains?: DomainDelivery[] }).domains;
     if (domains) {
       const code = directExitCode(domains);
       if (flags.json) {
         const { name, address, verified, stale } = info.edge;
-        io.stdout.write(`${JSON.stringify({ ok: code === EXIT.ok, name, address, verified, stale, messageId: info.messageId, accepted: info.accepted, rejected: info.rejected, domains: domains.map(domainJson) })}\n`);
+        io.stdout.write(`${JSON.stringify({ ok: code === EXIT.ok, name, address, verified, stale, messageId: info.messageId, accepted: info.accepted, rejected: info.rejected, authentication, domains: domains.map(domainJson) })}\n`);
       } else {
         io.stdout.write(`message ${printable(info.messageId)}:\n`);
+        if (authentication) io.stdout.write(`authentication: ${printable(authentication.header)}\n`);
         for (const d of domains) io.stdout.write(`${printable(domainLine(d))}\n`);
       }
       return code;
@@ -146,11 +160,12 @@ export async function sendCommand(args: string[], io: CliIo): Promise<number> {
     if (flags.json) {
       const { name, address, verified, stale } = info.edge;
       const refusals = rejectedErrors.map((e) => ({ recipient: e.recipient ?? null, code: e.code ?? null, permanent: isPermanent(e), message: e.message }));
-      io.stdout.write(`${JSON.stringify({ ok: code === EXIT.ok, name, address, verified, stale, messageId: info.messageId, response: info.response, rejected: info.rejected, rejectedErrors: refusals })}\n`);
+      io.stdout.write(`${JSON.stringify({ ok: code === EXIT.ok, name, address, verified, stale, messageId: info.messageId, response: info.response, rejected: info.rejected, rejectedErrors: refusals, authentication })}\n`);
     } else {
       const caveat = info.edge.verified ? (info.edge.stale ? ' (identity served stale)' : '') : ' (UNVERIFIED: warn mode)';
       io.stdout.write(`sent from ${info.edge.address} as ${info.edge.name}${caveat}: ${printable(info.response)}\n`);
       for (const err of rejectedErrors) io.stdout.write(`  not sent to ${printable(err.recipient ?? '?')}: ${printable(err.message)}\n`);
+      if (authentication) io.stdout.write(`  authentication: ${printable(authentication.header)}\n`);
     }
     return code;
   } catch (err) {
@@ -159,8 +174,9 @@ export async function sendCommand(args: string[], io: CliIo): Promise<number> {
     // A receiver's or connection's failure keeps Nodemailer's code (EAUTH, EENVELOPE, ...): there is no hint or evidence of mailedge's.
     const hint = err instanceof MailedgeError ? err.hint : null;
     const evidence = err instanceof MailedgeError ? [...err.evidence] : [err.response].filter((line): line is string => typeof line === 'string');
+    const authentication = authenticationOf(err);
     if (flags.json) {
-      io.stdout.write(`${JSON.stringify({ ok: false, code: err.code ?? null, permanent: err.permanent, hint, message: err.message, evidence, ...(err instanceof MailedgeError ? {} : { responseCode: err.responseCode ?? null, command: err.command ?? null }), ...(domains ? { domains: domains.map(domainJson) } : {}) })}\n`);
+      io.stdout.write(`${JSON.stringify({ ok: false, code: err.code ?? null, permanent: err.permanent, hint, message: err.message, evidence, ...(authentication ? { authentication } : {}), ...(err instanceof MailedgeError ? {} : { responseCode: err.responseCode ?? null, command: err.command ?? null }), ...(domains ? { domains: domains.map(domainJson) } : {}) })}\n`);
     } else {
       io.stdout.write(`${err instanceof MailedgeError ? 'refused' : 'failed'} [${err.code ?? 'unknown'}${err.permanent ? '' : ', temporary'}]: ${printable(err.message)}\n`);
       for (const line of evidence) io.stdout.write(`  ${printable(line)}\n`);

@@ -83,11 +83,14 @@ export class MessageAuthenticator {
 
   /** The message's own part of the verdict, from its rendered bytes. */
   async prepare(mail: MailMessage, raw: Buffer, signal: AbortSignal): Promise<PreparedMessage> {
-    const headers = readHeaders(raw);
-    const envelope = mail.message.getEnvelope();
-    const mailFrom = envelope.from || false;
     // A per-message dkim option replaces the transport's, as in Nodemailer.
     const keys = mail.data.dkim ? dkimKeys(mail.data.dkim) : this.transportKeys;
+    return this.prepareRaw(raw, mail.message.getEnvelope().from || false, keys, signal);
+  }
+
+  /** The same from rendered bytes alone: `mailFrom` false for the null sender, `keys` the private keys that signed. */
+  async prepareRaw(raw: Buffer, mailFrom: string | false, keys: readonly DkimKeyOptions[], signal: AbortSignal): Promise<PreparedMessage> {
+    const headers = readHeaders(raw);
     const single = headers.fromFields === 1 && headers.from.length === 1 ? headers.from[0] : undefined;
     const fromDomain = single === undefined ? undefined : domainOf(single);
     const [dkim, dmarcRecord] = await Promise.all([

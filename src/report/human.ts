@@ -129,7 +129,9 @@ export function renderReport(report: PreflightReport, options: RenderOptions): s
   const lines = [paint(`mailedge: ${verdictLine(report)}`, reportStatus(report), options)];
   const identity = report.checks.filter((c) => c.domain === undefined);
   const sender = report.checks.filter((c) => c.domain !== undefined && SENDER_IDS.has(c.id));
-  const recipients = report.checks.filter((c) => c.domain !== undefined && !SENDER_IDS.has(c.id));
+  const recipients = report.checks.filter((c) => c.domain !== undefined && !SENDER_IDS.has(c.id) && c.id !== 'authentication');
+  // Message identity (issue 11): the sample message's predicted verdict, in a group of its own.
+  const message = report.checks.filter((c) => c.id === 'authentication');
 
   lines.push('', 'edge identity');
   for (const check of identity) lines.push(...renderCheck(check, options));
@@ -142,6 +144,10 @@ export function renderReport(report: PreflightReport, options: RenderOptions): s
   if (recipients.length > 0) {
     lines.push('', 'recipients');
     for (const check of recipients) lines.push(...renderCheck(check, options));
+  }
+  if (message.length > 0) {
+    lines.push('', `message from ${printable(message[0]?.domain ?? '')}`);
+    for (const check of message) lines.push(...renderCheck(check, options));
   }
   return lines.join('\n') + '\n';
 }

@@ -17,6 +17,8 @@ export interface JsonReport {
   stale: boolean;
   checks: PreflightReport['checks'];
   ptrNames: PreflightReport['ptrNames'];
+  /** With a sample message (check --from): the predicted SPF x DKIM x DMARC verdict (README, Message identity). */
+  authentication?: PreflightReport['authentication'];
   /** With direct: true and --to: each recipient domain's TLS policy and MX probes (README, TLS in direct delivery). */
   domains?: PreflightReport['domains'];
   /** Only for a pool: each member's report (the top-level fields describe the first passing member). */
@@ -34,6 +36,7 @@ export function toJsonReport(report: PreflightReport): JsonReport {
     stale: report.stale,
     checks: report.checks,
     ptrNames: report.ptrNames,
+    ...(report.authentication ? { authentication: report.authentication } : {}),
     // Issue 12: check --direct --to: per recipient domain, the MX hosts under its TLS policy.
     ...(report.domains ? { domains: report.domains } : {}),
     ...(report.members
