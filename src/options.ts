@@ -412,7 +412,7 @@ export function resolveEdgeOptions(options: MailedgeOptions): ResolvedEdgeOption
     dkim: dkimKeys((options as { dkim?: unknown }).dkim),
     receiver: direct || edge.receiver === 'final' ? 'final' : 'relay',
     requirements: edge.requirements === 'bulk' ? 'bulk' : 'all',
-    tls: resolveTlsOptions(edge.tls, dns.dnssec),
+    tls: resolveTlsOptions(edge.tls, dns.dnssec, clock),
     dnsbl: dnsblZones(edge.dnsbl),
   };
 }

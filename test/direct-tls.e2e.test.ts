@@ -44,6 +44,12 @@ mx-dane.tls.test.              A   127.0.5.11
 mx-danebad.tls.test.           A   127.0.5.11
 mx-daneunsigned.tls.test.      A   127.0.5.11
 mx-daneservfail.tls.test.      A   127.0.5.11
+mx-daneunusable.tls.test.      A   127.0.5.11
+mx-daneunusable-plain.tls.test. A  127.0.5.14
+mx-broken.tls.test.            A   127.0.5.16
+broken.tls.test.               MX 10 mx-broken.tls.test.
+dane-unusable.tls.test.        MX 10 mx-daneunusable.tls.test.
+dane-unusable-plain.tls.test.  MX 10 mx-daneunusable-plain.tls.test.
 self.tls.test.                 MX 10 mx-self.tls.test.
 wrong.tls.test.                MX 10 mx-wrong.tls.test.
 expired.tls.test.              MX 10 mx-expired.tls.test.
@@ -88,12 +94,12 @@ function tlsa(host: string, usage: number, selector: number, matchingType: numbe
   return { name: `_25._tcp.${host}`, ttl: 300, class: 1, type: 'OTHER', typeCode: 52, raw: tlsaRdata(usage, selector, matchingType, cert) };
 }
 
-const SIGNED = ['dane.tls.test', 'mx-dane.tls.test', 'dane-bad.tls.test', 'mx-danebad.tls.test', 'dane-ta.tls.test', 'mx-dane-ta.tls.test', 'dane-servfail.tls.test', 'mx-daneservfail.tls.test', 'both.tls.test', 'mx-good.tls.test'];
+const SIGNED = ['dane-unusable.tls.test', 'mx-daneunusable.tls.test', 'dane-unusable-plain.tls.test', 'mx-daneunusable-plain.tls.test', 'dane.tls.test', 'mx-dane.tls.test', 'dane-bad.tls.test', 'mx-danebad.tls.test', 'dane-ta.tls.test', 'mx-dane-ta.tls.test', 'dane-servfail.tls.test', 'mx-daneservfail.tls.test', 'both.tls.test', 'mx-good.tls.test'];
 
 let records: ResourceRecord[];
 let dns: FixtureDnsServer;
 let policies: PolicyServer;
-let good: Receiver, self: Receiver, wrong: Receiver, expired: Receiver, plain: Receiver, daneTa: Receiver;
+let good: Receiver, self: Receiver, wrong: Receiver, expired: Receiver, plain: Receiver, daneTa: Receiver, broken: Receiver;
 const transports: MailedgeTransporter[] = [];
 
 const POLICIES = {
@@ -116,26 +122,31 @@ beforeAll(async () => {
     tlsa('mx-dane-ta.tls.test', 2, 0, 1, CA),
     // Would not match either, but the zone is not signed: ignored.
     tlsa('mx-daneunsigned.tls.test', 3, 1, 1, pem('mx-wrong.crt')),
+    // PKIX-EE (1): not usable for SMTP (RFC 7672 section 3.1.3).
+    tlsa('mx-daneunusable.tls.test', 1, 1, 1, SELF),
+    tlsa('mx-daneunusable-plain.tls.test', 1, 1, 1, SELF),
   ];
   dns = await startDnsServer({ records, signed: SIGNED, faults: { '_25._tcp.mx-daneservfail.tls.test': { rcode: 'SERVFAIL' } } });
   policies = await startPolicyServer({ host: '127.0.5.20', key: pem('mta-sts.key'), cert: pem('mta-sts.crt'), policies: { ...POLICIES } });
-  [good, self, wrong, expired, plain, daneTa] = (await startReceiversOnOnePort([
+  [good, self, wrong, expired, plain, daneTa, broken] = (await startReceiversOnOnePort([
     { host: '127.0.5.10', tls: { key: pem('mx-good.key'), cert: pem('mx-good.crt') } },
     { host: '127.0.5.11', tls: { key: pem('mx-self.key'), cert: SELF } },
     { host: '127.0.5.12', tls: { key: pem('mx-wrong.key'), cert: pem('mx-wrong.crt') } },
     { host: '127.0.5.13', tls: { key: pem('mx-expired.key'), cert: pem('mx-expired.crt') } },
     { host: '127.0.5.14' },
     { host: '127.0.5.15', tls: { key: pem('mx-good.key'), cert: pem('mx-good.chain.crt') } },
-  ])) as [Receiver, Receiver, Receiver, Receiver, Receiver, Receiver];
+    // Offers STARTTLS, then no cipher the client knows: every handshake fails.
+    { host: '127.0.5.16', tls: { key: pem('mx-good.key'), cert: pem('mx-good.crt'), maxVersion: 'TLSv1.2', ciphers: 'PSK-AES128-CBC-SHA' } },
+  ])) as [Receiver, Receiver, Receiver, Receiver, Receiver, Receiver, Receiver];
 });
 beforeEach(() => {
   dns.setRecords(records);
-  for (const r of [good, self, wrong, expired, plain, daneTa]) r.reset();
+  for (const r of [good, self, wrong, expired, plain, daneTa, broken]) r.reset();
   for (const [domain, answer] of Object.entries(POLICIES)) policies.setPolicy(domain, answer);
 });
 afterAll(async () => {
   for (const t of transports.splice(0)) t.close();
-  await Promise.all([good, self, wrong, expired, plain, daneTa].map((r) => r.close()));
+  await Promise.all([good, self, wrong, expired, plain, daneTa, broken].map((r) => r.close()));
   await policies.close();
   await dns.close();
 });
@@ -200,6 +211,19 @@ describe('opportunistic TLS (no policy) delivers whatever the certificate', () =
     const d = await send(direct(), 'a@plain.tls.test');
     expect(d.tls).toEqual({ version: null, cipher: null, authorized: false, policy: 'none' });
     expect(plain.sessions.at(-1)?.messages[0]).toMatchObject({ tls: false });
+  });
+
+  it('a handshake that fails is retried once in clear text on a new connection, as Postfix does', async () => {
+    const d = await send(direct(), 'a@broken.tls.test');
+    expect(d).toMatchObject({ status: 'delivered', tls: { version: null, policy: 'none' } });
+    expect(broken.connections).toBe(2);
+    expect(broken.sessions.at(-1)?.messages[0]).toMatchObject({ tls: false });
+  });
+
+  it('under a policy a failed handshake is never retried in clear text', async () => {
+    const err = await refusal(direct({ tls: { verify: true } }), 'a@broken.tls.test');
+    expect(err).toMatchObject({ code: 'TLS_HANDSHAKE_FAILED', permanent: false });
+    expect(broken.messages).toBe(0);
   });
 
   it('edge.tls.verify makes verification mandatory: a self-signed MX is deferred (temporary), with the code', async () => {
@@ -333,6 +357,14 @@ describe('DANE (RFC 7672) with edge.dns.dnssec trust-ad', () => {
     const d = await send(direct(dane), 'a@dane-ta.tls.test');
     expect(d.tls).toMatchObject({ policy: 'dane', authorized: true });
     expect(daneTa.messages).toBe(1);
+  });
+
+  it('validated TLSA records that are all unusable (PKIX-EE) make TLS mandatory without authentication', async () => {
+    const d = await send(direct(dane), 'a@dane-unusable.tls.test');
+    expect(d.tls).toMatchObject({ policy: 'dane', authorized: false });
+    const err = await refusal(direct(dane), 'a@dane-unusable-plain.tls.test');
+    expect(err).toMatchObject({ code: 'DANE_STARTTLS_MISSING', permanent: false });
+    expect(plain.messages).toBe(0);
   });
 
   it('TLSA records of an unsigned zone are ignored', async () => {

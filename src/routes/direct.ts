@@ -24,7 +24,7 @@ import { envelopeOf, withEnvelope } from './mail-view.js';
 import type { EdgeInfo, MailedgeSentMessageInfo, Route } from './route.js';
 import type { Redactor } from '../redact.js';
 // Issue 12: the recipient domain's TLS policy (MTA-STS, DANE) and the TLS outcome per domain.
-import { withTlsAttempt, TlsPolicyError, type TlsOutcome } from '../tls/outcome.js';
+import { withTlsAttempt, TlsPolicyError, type TlsAttempt, type TlsOutcome } from '../tls/outcome.js';
 import type { DomainPolicy, TlsPolicies } from '../tls/policy.js';
 import type { Authentication } from '../message/verdict.js';
 
@@ -198,6 +198,24 @@ export class DirectRoute implements Route {
     }
   }
 
+  /**
+   * Issue 12: one MX host under its TLS attempt. A failed handshake where no
+   * policy demands TLS is retried once on a new connection in clear text, as
+   * Postfix's opportunistic level does: bouncing or deferring for a broken
+   * TLS stack would make opportunistic TLS worse than none.
+   */
+  private async sendUnderPolicy(exchange: string, mail: MailMessage, attempt: TlsAttempt | undefined): Promise<MailedgeSentMessageInfo> {
+    if (!attempt) return this.host(exchange).send(mail);
+    try {
+      return await this.host(exchange).send(withTlsAttempt(mail, attempt));
+    } catch (err) {
+      if (!(err instanceof TlsPolicyError && err.code === 'TLS_HANDSHAKE_FAILED' && attempt.requirement.kind === 'opportunistic' && !attempt.cleartext)) throw err;
+      attempt.cleartext = true;
+      attempt.outcome = undefined;
+      return this.host(exchange).send(withTlsAttempt(mail, attempt));
+    }
+  }
+
   /** One domain: MX hosts in order until one takes the transaction or ends it. */
   private async deliverDomain(mail: MailMessage, domain: string, recipients: string[]): Promise<DomainDelivery> {
     const result: DomainDelivery = {
@@ -275,7 +293,7 @@ export class DirectRoute implements Route {
       }
       const attempt = plan?.kind === 'use' ? plan.attempt : undefined;
       try {
-        const info = await this.host(host.exchange).send(attempt ? withTlsAttempt(mail, attempt) : mail);
+        const info = await this.sendUnderPolicy(host.exchange, mail, attempt);
         if (tls && policy && plan) {
           tls.policies.record(domain, policy, plan, { ...(attempt ? { attempt } : {}), ...(info.edge ? { sourceAddress: info.edge.address } : {}) });
           const outcome = attempt?.outcome;

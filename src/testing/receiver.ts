@@ -102,8 +102,12 @@ export interface ReceiverOptions {
    * failure under p=reject (550 5.7.26).
    */
   authentication?: 'record' | 'strict';
-  /** Offer STARTTLS with this key and certificate (PEM; `cert` may carry the chain). Default: no STARTTLS. */
-  tls?: { key: string | Buffer; cert: string | Buffer };
+  /**
+   * Offer STARTTLS with this key and certificate (PEM; `cert` may carry the
+   * chain). Default: no STARTTLS. `maxVersion` and `ciphers` make a handshake
+   * that fails on purpose (a broken receiver TLS stack).
+   */
+  tls?: { key: string | Buffer; cert: string | Buffer; maxVersion?: 'TLSv1.2' | 'TLSv1.3'; ciphers?: string };
 }
 
 export interface Receiver {
@@ -385,7 +389,7 @@ export async function startReceiver(options: ReceiverOptions = {}): Promise<Rece
     logger: false,
     // Tests speak clear text on loopback; STARTTLS would only bring the built-in
     // certificate and its warning.
-    ...(options.tls ? { key: options.tls.key, cert: options.tls.cert } : { disabledCommands: ['STARTTLS'] }),
+    ...(options.tls ? { ...options.tls } : { disabledCommands: ['STARTTLS'] }),
     authOptional: !auth,
     allowInsecureAuth: Boolean(auth),
     // Strict mode does its own forward-confirmed lookup against the fixture server;

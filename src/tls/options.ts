@@ -5,6 +5,7 @@
 import { X509Certificate } from 'node:crypto';
 import { InvalidOptionError } from '../errors.js';
 import { MemoryPolicyStore, type PolicyStore } from './policy-store.js';
+import { systemClock, type Clock } from '../cache.js';
 
 export interface EdgeTlsOptions {
   /**
@@ -46,7 +47,8 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-export function resolveTlsOptions(value: unknown, dnssec: unknown): ResolvedTlsOptions {
+/** `clock` is edge.clock: the policy store's expiry runs on the same time as every other TTL. */
+export function resolveTlsOptions(value: unknown, dnssec: unknown, clock: Clock = systemClock): ResolvedTlsOptions {
   if (dnssec !== undefined && dnssec !== 'off' && dnssec !== 'trust-ad') {
     throw new InvalidOptionError('edge.dns.dnssec', `expected 'off' or 'trust-ad', got ${JSON.stringify(dnssec)}`);
   }
@@ -67,7 +69,7 @@ export function resolveTlsOptions(value: unknown, dnssec: unknown): ResolvedTlsO
     return pem;
   });
   if (tls.verify !== undefined && typeof tls.verify !== 'boolean') throw new InvalidOptionError('edge.tls.verify', `expected true or false, got ${JSON.stringify(tls.verify)}`);
-  let mtaSts: ResolvedTlsOptions['mtaSts'] = { store: new MemoryPolicyStore(), timeout: 10_000, maxAge: 31_557_600, port: 443 };
+  let mtaSts: ResolvedTlsOptions['mtaSts'] = { store: new MemoryPolicyStore({ clock }), timeout: 10_000, maxAge: 31_557_600, port: 443 };
   if (tls.mtaSts === false) mtaSts = null;
   else if (tls.mtaSts !== undefined && tls.mtaSts !== true) {
     const sts = tls.mtaSts;
@@ -86,7 +88,7 @@ export function resolveTlsOptions(value: unknown, dnssec: unknown): ResolvedTlsO
       return v;
     };
     mtaSts = {
-      store: (store as PolicyStore | undefined) ?? new MemoryPolicyStore(),
+      store: (store as PolicyStore | undefined) ?? new MemoryPolicyStore({ clock }),
       timeout: number('timeout', 2 ** 31 - 1, 10_000),
       maxAge: number('maxAge', 31_557_600, 31_557_600),
       port: number('port', 65_535, 443),

@@ -28,6 +28,8 @@ export type TlsRequirement =
   | { kind: 'opportunistic'; policy: 'opportunistic' | 'mta-sts'; host: string }
   /** TLS mandatory, WebPKI chain and the MX host name (MTA-STS enforce, edge.tls.verify). */
   | { kind: 'webpki'; policy: 'mta-sts' | 'opportunistic'; host: string }
+  /** TLS mandatory, any certificate: DANE TLSA records exist but none is usable (RFC 7672 section 2.2, Postfix's 'encrypt'). */
+  | { kind: 'encrypt'; policy: 'dane'; host: string }
   /** TLS mandatory, a usable TLSA record must match (RFC 7672 section 3). */
   | { kind: 'dane'; policy: 'dane'; host: string; tlsa: TlsaRecord[] };
 
@@ -36,6 +38,8 @@ export interface TlsAttempt {
   requirement: TlsRequirement;
   /** Trust anchors beyond the system's (edge.tls.ca). */
   ca: ReadonlyArray<string | Buffer>;
+  /** Set after a failed opportunistic handshake: the retry on a new connection stays in clear text. */
+  cleartext?: boolean;
   outcome?: TlsOutcome;
 }
 

@@ -110,6 +110,10 @@ export class TlsPolicies {
     if (dane.kind === 'tempfail') {
       return { kind: 'skip', dane: true, error: new TlsPolicyError('DANE_TLSA_TEMPFAIL', `the TLSA lookup for ${tlsaName(exchange)} failed (${dane.reason}): ${exchange} is deferred rather than used without DANE`, exchange, { evidence: [`${tlsaName(exchange)} TLSA: ${dane.reason}`] }) };
     }
+    if (dane.kind === 'unusable') {
+      // RFC 7672 section 2.2: validated TLSA records, none usable: TLS stays mandatory, without authentication.
+      return { kind: 'use', dane: false, tlsa: [], attempt: { requirement: { kind: 'encrypt', policy: 'dane', host: exchange }, ca } };
+    }
     if (dane.kind === 'records') {
       return { kind: 'use', dane: true, tlsa: dane.records, attempt: { requirement: { kind: 'dane', policy: 'dane', host: exchange, tlsa: dane.records }, ca } };
     }
@@ -168,7 +172,7 @@ export class TlsPolicies {
    * answer and the host's address answer were authenticated (RFC 7672
    * section 2.2), and its TLSA answer is authenticated with usable records.
    */
-  private async dane(host: string, mxLookup: Lookup, signal: AbortSignal): Promise<{ kind: 'none' } | { kind: 'tempfail'; reason: string } | { kind: 'records'; records: TlsaRecord[] }> {
+  private async dane(host: string, mxLookup: Lookup, signal: AbortSignal): Promise<{ kind: 'none' | 'unusable' } | { kind: 'tempfail'; reason: string } | { kind: 'records'; records: TlsaRecord[] }> {
     if (this.settings.tls.dnssec !== 'trust-ad') return { kind: 'none' };
     if (!authenticated(mxLookup)) return { kind: 'none' };
     const family = this.settings.family();
@@ -178,8 +182,10 @@ export class TlsPolicies {
     const lookup = await lookupTlsa(host, this.settings.resolver, signal);
     if (lookup.kind === 'tempfail') return { kind: 'tempfail', reason: lookup.detail };
     if (lookup.kind !== 'answer' || lookup.authenticated !== true) return { kind: 'none' };
-    const records = tlsaRecords(lookup).filter(usable);
-    return records.length > 0 ? { kind: 'records', records } : { kind: 'none' };
+    const all = tlsaRecords(lookup);
+    const records = all.filter(usable);
+    if (records.length > 0) return { kind: 'records', records };
+    return all.length > 0 ? { kind: 'unusable' } : { kind: 'none' };
   }
 }
 

@@ -123,7 +123,7 @@ function mandatory(requirement: TlsRequirement): boolean {
 }
 
 function codeFor(requirement: TlsRequirement, what: 'starttls' | 'certificate'): 'DANE_NO_MATCH' | 'DANE_STARTTLS_MISSING' | 'MTA_STS_STARTTLS_MISSING' | 'MTA_STS_CERT_INVALID' {
-  if (requirement.kind === 'dane') return what === 'starttls' ? 'DANE_STARTTLS_MISSING' : 'DANE_NO_MATCH';
+  if (requirement.kind === 'dane' || requirement.kind === 'encrypt') return what === 'starttls' ? 'DANE_STARTTLS_MISSING' : 'DANE_NO_MATCH';
   return what === 'starttls' ? 'MTA_STS_STARTTLS_MISSING' : 'MTA_STS_CERT_INVALID';
 }
 
@@ -174,6 +174,8 @@ async function negotiate(socket: Socket, settings: StartTlsSettings): Promise<Ha
   // A refusing greeting is Nodemailer's to report (and the next MX host's turn on 4xx).
   if (greeting.code !== 220) return plain(greeting.raw);
   if (settings.ignoreTLS && !mandatory(requirement)) return plain(greeting.raw);
+  // The retry after a failed opportunistic handshake (src/routes/direct.ts): clear text, and Nodemailer must not try again.
+  if (attempt.cleartext && !mandatory(requirement)) return plain(greeting.raw, { ignoreTLS: true });
 
   socket.write(`EHLO ${settings.name}\r\n`);
   const ehlo = await reader.read(timeout);
