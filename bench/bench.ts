@@ -9,9 +9,27 @@ import type { SMTPSentMessageInfo, Transporter } from 'nodemailer';
 import { createTransport } from '../src/create-transport.js';
 import { preflight } from '../src/preflight.js';
 import { BENCH_HOSTS, BENCH_ZONE, flag, median, percentile, runConcurrently, startWorldProcess, type WorldProcess } from './harness.js';
+// Message identity (issue 11): a run with DKIM signing on both sides, and the prediction's own cost per message.
+import { createPublicKey } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { resolveEdgeOptions } from '../src/options.js';
+import { createResolver } from '../src/identity.js';
+import { MessageAuthenticator } from '../src/message/verdict.js';
+
+/** The test key (fixtures/dkim, public test material) and the records that make good.test pass SPF, DKIM and DMARC. */
+const DKIM_KEY = readFileSync(new URL('../../fixtures/dkim/brand-s1.pem', import.meta.url), 'utf8');
+const DKIM = { domainName: 'good.test', keySelector: 's1', privateKey: DKIM_KEY };
+const DKIM_PUBLIC = createPublicKey(DKIM_KEY).export({ type: 'spki', format: 'der' }).toString('base64');
+const AUTH_ZONE = `
+$ORIGIN test.
+good             IN TXT "v=spf1 ip4:127.0.0.0/24 -all"
+_dmarc.good      IN TXT "v=DMARC1; p=reject"
+s1._domainkey.good IN TXT ${(`v=DKIM1; k=rsa; p=${DKIM_PUBLIC}`.match(/.{1,250}/g) ?? []).map((s) => `"${s}"`).join(' ')}
+`;
 
 type Kind = 'raw' | 'mailedge';
-type Mode = 'pooled' | 'unpooled';
+/** pooled-dkim: pooled, both sides signing with the same key; mailedge as to a final receiver, so SPF, DKIM and DMARC are all predicted. */
+type Mode = 'pooled' | 'unpooled' | 'pooled-dkim';
 
 interface RunResult {
   kind: Kind;
@@ -47,10 +65,12 @@ function transportFor(kind: Kind, mode: Mode, world: WorldProcess): { transport:
     port: world.port,
     localAddress: host.address,
     ignoreTLS: true,
-    ...(mode === 'pooled' ? { pool: true, maxConnections: 5 } : {}),
+    ...(mode === 'pooled' || mode === 'pooled-dkim' ? { pool: true, maxConnections: 5 } : {}),
+    ...(mode === 'pooled-dkim' ? { dkim: DKIM } : {}),
   };
   if (kind === 'raw') return { transport: nodemailer.createTransport({ ...common, name: host.name }), host };
-  return { transport: createTransport({ ...common, edge: { dns: { servers: [world.dnsServer] } } }), host };
+  const receiver = mode === 'pooled-dkim' ? { receiver: 'final' as const } : {};
+  return { transport: createTransport({ ...common, edge: { ...receiver, dns: { servers: [world.dnsServer] } } }), host };
 }
 
 async function run(kind: Kind, mode: Mode, round: number, world: WorldProcess): Promise<RunResult> {
@@ -115,11 +135,41 @@ async function coldPreflight(world: WorldProcess, delayMs: number): Promise<{ ad
   return results;
 }
 
+/**
+ * The prediction alone, per message, with warm caches (the steady state): one
+ * signed message rendered by Nodemailer, then its headers read, its DKIM
+ * verdict looked up (key record answer and signature shape unchanged), the
+ * DMARC record and SPF verdict read from cache, and the verdict assembled.
+ */
+async function predictionCost(world: WorldProcess): Promise<{ coldMs: number; warmMicros: number; iterations: number }> {
+  const options = resolveEdgeOptions({ host: '127.0.0.1', localAddress: '127.0.0.2', dkim: DKIM, edge: { receiver: 'final', dns: { servers: [world.dnsServer] } } } as Parameters<typeof resolveEdgeOptions>[0]);
+  const resolver = createResolver(options);
+  const signer = nodemailer.createTransport({ streamTransport: true, buffer: true, dkim: DKIM });
+  const { message } = await signer.sendMail({ from: 'app@good.test', to: 'sink@example.test', subject: 'cost', text: 'benchmark body\n' });
+  const raw = message as Buffer;
+  const authenticator = new MessageAuthenticator(resolver, options.clock, options.dkim);
+  const edge = { address: '127.0.0.2', name: 'mail.good.test' };
+  const once = async (): Promise<string> => {
+    const signal = AbortSignal.timeout(5000);
+    const prepared = await authenticator.prepareRaw(raw, 'app@good.test', options.dkim, signal);
+    return (await authenticator.judge(prepared, edge, 'final', signal)).authentication.header;
+  };
+  const t0 = process.hrtime.bigint();
+  const header = await once();
+  const coldMs = Number(process.hrtime.bigint() - t0) / 1e6;
+  if (!header.includes('dmarc=pass')) throw new Error(`the bench world does not authenticate good.test: ${header}`);
+  const iterations = 5000;
+  const t1 = process.hrtime.bigint();
+  for (let i = 0; i < iterations; i++) await once();
+  const warmMicros = Number(process.hrtime.bigint() - t1) / 1e3 / iterations;
+  return { coldMs, warmMicros, iterations };
+}
+
 async function main(): Promise<void> {
-  const world = await startWorldProcess(BENCH_ZONE);
+  const world = await startWorldProcess(BENCH_ZONE + AUTH_ZONE);
   const results: RunResult[] = [];
   try {
-    for (const mode of ['pooled', 'unpooled'] as const) {
+    for (const mode of ['pooled', 'unpooled', 'pooled-dkim'] as const) {
       for (let round = 0; round < ROUNDS; round++) {
         const order: Kind[] = round % 2 === 0 ? ['raw', 'mailedge'] : ['mailedge', 'raw'];
         for (const kind of order) {
@@ -130,7 +180,8 @@ async function main(): Promise<void> {
       }
     }
     const cold = await coldPreflight(world, 20);
-    const summary = (['pooled', 'unpooled'] as const).map((mode) => {
+    const prediction = await predictionCost(world);
+    const summary = (['pooled', 'unpooled', 'pooled-dkim'] as const).map((mode) => {
       const of = (kind: Kind) => results.filter((r) => r.mode === mode && r.kind === kind);
       const raw = of('raw');
       const edge = of('mailedge');
@@ -158,7 +209,7 @@ async function main(): Promise<void> {
     const coldSummary = cold.map((c) => ({ address: c.address, medianMs: median(c.ms), budgetMs: 2 * 20 + 10, runs: c.ms }));
     const machine = { node: process.version, cpus: cpus().length, cpu: cpus()[0]?.model ?? 'unknown', messages: MESSAGES, rounds: ROUNDS, concurrency: CONCURRENCY };
     if (JSON_OUTPUT) {
-      process.stdout.write(`${JSON.stringify({ machine, summary, coldPreflight: coldSummary, runs: results }, null, 2)}\n`);
+      process.stdout.write(`${JSON.stringify({ machine, summary, coldPreflight: coldSummary, prediction, runs: results }, null, 2)}\n`);
     } else {
       const line = (cells: Array<string | number>): string => cells.map((c) => String(c).padStart(12)).join('') + '\n';
       process.stdout.write(`\nmailedge vs raw Nodemailer: ${MESSAGES} messages x ${ROUNDS} rounds, concurrency ${CONCURRENCY}, ${machine.cpus} x ${machine.cpu}, Node ${machine.node}\n\n`);
@@ -183,6 +234,7 @@ async function main(): Promise<void> {
       }
       process.stdout.write(`\ncold preflight, every DNS answer delayed 20 ms (budget: 2 round trips + 10 ms = 50 ms):\n`);
       for (const c of coldSummary) process.stdout.write(`  ${c.address}: median ${c.medianMs.toFixed(1)} ms (runs: ${c.runs.map((m) => m.toFixed(1)).join(', ')})\n`);
+      process.stdout.write(`\nauthentication prediction per message (warm caches, ${prediction.iterations} messages): ${prediction.warmMicros.toFixed(1)} µs; first message (cold: DNS and a full DKIM verification): ${prediction.coldMs.toFixed(1)} ms\n`);
       const failures = summary.reduce((n, s) => n + s.failures, 0);
       process.stdout.write(`\nfailed sends: ${failures}\n`);
     }

@@ -214,10 +214,10 @@ describe('mailedge check --from / --to', () => {
     const report = JSON.parse(result.stdout) as { schema: number; ok: boolean; checks: JsonCheck[] };
     expect(report.schema).toBe(1);
     expect(report.checks.map((c) => c.id)).toEqual([
-      'destination', 'edge-address', 'ptr', 'fcrdns', 'ehlo-name', 'ehlo-syntax', 'generic-ptr', 'spf', 'sender-mx', 'dmarc', 'recipient-null-mx',
+      'destination', 'edge-address', 'ptr', 'fcrdns', 'ehlo-name', 'ehlo-syntax', 'generic-ptr', 'spf', 'sender-mx', 'dmarc', 'recipient-null-mx', 'authentication',
     ]);
     expect(report.checks.filter((c) => c.domain !== undefined).map((c) => [c.id, c.domain])).toEqual([
-      ['spf', 'sender.test'], ['sender-mx', 'sender.test'], ['dmarc', 'sender.test'], ['recipient-null-mx', 'example.test'],
+      ['spf', 'sender.test'], ['sender-mx', 'sender.test'], ['dmarc', 'sender.test'], ['recipient-null-mx', 'example.test'], ['authentication', 'sender.test'],
     ]);
   });
 

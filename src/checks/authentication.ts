@@ -23,17 +23,15 @@ export interface AuthenticationCheckOptions {
   dmarcReportedElsewhere: boolean;
   /** The identity's `dkim` check already reports the configured keys' records. */
   dkimReportedElsewhere: boolean;
+  /** False on the send path: a pass then carries no evidence, which costs more to format than the verdict itself. */
+  passEvidence?: boolean;
 }
 
 export function checkAuthentication(judgement: Judgement, options: AuthenticationCheckOptions): CheckVerdict {
   const { authentication: auth, prepared, spf, receiver, edge } = judgement;
-  const evidence = [
-    ...(spf?.evidence ?? []),
-    ...prepared.dkim.evidence,
-    ...(prepared.dmarcRecord?.evidence ?? []),
-    `Authentication-Results: ${auth.header}`,
+  const evidence = (): string[] => [
+    ...new Set([...(spf?.evidence ?? []), ...prepared.dkim.evidence(), ...(prepared.dmarcRecord?.evidence ?? []), `Authentication-Results: ${auth.header}`]),
   ];
-  const unique = [...new Set(evidence)];
   const expected = 'SPF or DKIM passing, and DMARC passing with an identifier aligned with the From domain';
   const result = (status: CheckVerdict['status'], code: CheckVerdict['code'], actual: string, hint: string | null): CheckVerdict => ({
     id: 'authentication',
@@ -42,7 +40,7 @@ export function checkAuthentication(judgement: Judgement, options: Authenticatio
     actual,
     code,
     hint,
-    evidence: unique,
+    evidence: status === 'pass' && options.passEvidence === false ? [] : evidence(),
   });
   const from = prepared.fromDomain;
   if (from === undefined) {

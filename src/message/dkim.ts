@@ -40,7 +40,8 @@ export interface DkimSignatureVerdict {
 
 export interface DkimOutcome {
   signatures: DkimSignatureVerdict[];
-  evidence: string[];
+  /** The key record lookups, dig-style; computed only when a report needs them (formatting a key record costs more than the verdict). */
+  evidence: () => string[];
   /** How many signatures were verified in full (0 when every one came from the cache). */
   verifiedInFull: number;
 }
@@ -81,7 +82,7 @@ export class DkimVerifier {
 
   async verify(raw: Buffer, headers: MessageHeaders, keys: readonly DkimKeyOptions[], signal: AbortSignal): Promise<DkimOutcome> {
     const fields = headers.get('dkim-signature');
-    if (fields.length === 0) return { signatures: [], evidence: [], verifiedInFull: 0 };
+    if (fields.length === 0) return { signatures: [], evidence: () => [], verifiedInFull: 0 };
     const shapes = fields.map((value) => {
       const tags = signatureTags(value);
       const domain = (tags.get('d') ?? '').toLowerCase();
@@ -92,7 +93,7 @@ export class DkimVerifier {
     });
     // The key records as the resolver has them now: a cache read in the common case.
     const records = await Promise.all(shapes.map((s) => this.resolver.lookup(`${s.selector}._domainkey.${s.domain}`, 'TXT', signal)));
-    const evidence = records.map((l) => digLine(l));
+    const evidence = (): string[] => records.map((l) => digLine(l));
     const cached = shapes.map((s, i) => {
       const kept = s.own ? this.kept.get(s.shape) : undefined;
       return kept && kept.lookup === records[i] ? kept.verdict : undefined;

@@ -87,8 +87,20 @@ export class MessageStage {
     const keys = send.prepared.headers.get('dkim-signature').length > 0 ? this.keysOf(mail) : [];
     const mailFrom = send.prepared.mailFrom;
     const dmarcReportedElsewhere = this.options.checks.dmarc !== 'off' && mailFrom !== false && send.prepared.fromDomain === domainOf(mailFrom);
-    const check = withSeverity(checkAuthentication(judgement, { requirements: this.options.requirements, keys, dmarcReportedElsewhere, dkimReportedElsewhere: this.options.checks.dkim !== 'off' && !(mail as { dkim?: unknown } | undefined)?.dkim }), this.options.checks.authentication === 'warn' ? 'warn' : 'enforce', send.prepared.fromDomain);
+    const verdict = checkAuthentication(judgement, {
+      requirements: this.options.requirements,
+      keys,
+      dmarcReportedElsewhere,
+      dkimReportedElsewhere: this.options.checks.dkim !== 'off' && !(mail as { dkim?: unknown } | undefined)?.dkim,
+      passEvidence: false,
+    });
     const { authentication } = judgement;
+    // The common case: nothing to refuse or warn about, and nothing to format.
+    if (verdict.status === 'pass') {
+      send.last = { key, authentication };
+      return authentication;
+    }
+    const check = withSeverity(verdict, this.options.checks.authentication === 'warn' ? 'warn' : 'enforce', send.prepared.fromDomain);
     if (check.severity === 'enforce' && check.status === 'fail') {
       throw Object.assign(new EdgeRefusedError({ ...report, ok: false, checks: [...report.checks, check] }, check, { mail }), { authentication });
     }
