@@ -76,6 +76,19 @@ redirect.tls.test.             MX 10 mx-self.tls.test.
 _mta-sts.redirect.tls.test.    TXT "v=STSv1; id=1"
 mta-sts.redirect.tls.test.     A   127.0.5.20
 cached.tls.test.               MX 10 mx-good.tls.test.
+; policy hosts that misbehave: a certificate without their name, a huge or slow or mistyped policy
+wrongcert.tls.test.            MX 10 mx-self.tls.test.
+_mta-sts.wrongcert.tls.test.   TXT "v=STSv1; id=1"
+mta-sts.wrongcert.tls.test.    A   127.0.5.20
+huge.tls.test.                 MX 10 mx-self.tls.test.
+_mta-sts.huge.tls.test.        TXT "v=STSv1; id=1"
+mta-sts.huge.tls.test.         A   127.0.5.20
+slow.tls.test.                 MX 10 mx-self.tls.test.
+_mta-sts.slow.tls.test.        TXT "v=STSv1; id=1"
+mta-sts.slow.tls.test.         A   127.0.5.20
+html.tls.test.                 MX 10 mx-self.tls.test.
+_mta-sts.html.tls.test.        TXT "v=STSv1; id=1"
+mta-sts.html.tls.test.         A   127.0.5.20
 _mta-sts.cached.tls.test.      TXT "v=STSv1; id=1"
 mta-sts.cached.tls.test.       A   127.0.5.20
 ; DANE
@@ -111,6 +124,11 @@ const POLICIES = {
   'redirect.tls.test': { status: 301, location: 'https://elsewhere.test/.well-known/mta-sts.txt' },
   'cached.tls.test': policyText({ mode: 'enforce', mx: ['mx-good.tls.test'], maxAge: 86400 }),
   'both.tls.test': policyText({ mode: 'enforce', mx: ['mx-dane.tls.test'], maxAge: 86400 }),
+  // Served, but the policy server's certificate does not name mta-sts.wrongcert.tls.test.
+  'wrongcert.tls.test': policyText({ mode: 'enforce', mx: ['mx-good.tls.test'], maxAge: 86400 }),
+  'huge.tls.test': policyText({ mode: 'enforce', mx: ['mx-good.tls.test'], maxAge: 86400 }) + '#'.repeat(70 * 1024),
+  'slow.tls.test': { body: policyText({ mode: 'enforce', mx: ['mx-good.tls.test'], maxAge: 86400 }), delayMs: 2_000 },
+  'html.tls.test': { body: policyText({ mode: 'enforce', mx: ['mx-good.tls.test'], maxAge: 86400 }), contentType: 'text/html' },
 } as const;
 
 beforeAll(async () => {
@@ -328,9 +346,46 @@ describe('MTA-STS (RFC 8461)', () => {
     expect(policies.requests.length).toBe(before);
   });
 
+  it.each([
+    ['a policy host whose certificate lacks its name', 'wrongcert.tls.test', /mta-sts\.wrongcert\.tls\.test/, 'sts-webpki-invalid'],
+    ['a policy larger than 64 KiB', 'huge.tls.test', /larger than 65536 bytes/, 'sts-policy-invalid'],
+    ['a policy host slower than the timeout', 'slow.tls.test', /no policy within 300 ms/, 'sts-policy-fetch-error'],
+    ['a policy not served as text/plain', 'html.tls.test', /text\/html/, 'sts-policy-invalid'],
+  ])('%s: no policy (warned, reported), delivered opportunistically', async (_label, domain, reason, resultType) => {
+    const t = direct({ tls: { mtaSts: { timeout: 300 } } });
+    const d = await send(t, `a@${domain}`);
+    expect(d).toMatchObject({ status: 'delivered', tls: { policy: 'opportunistic' }, tlsPolicy: { kind: 'none' } });
+    expect(t.warnings.find((w) => w.code === 'MTA_STS_FETCH_FAILED')?.message).toMatch(reason);
+    const row = t.tlsReport()?.policies.find((p) => p.policy['policy-domain'] === domain);
+    expect(row?.['failure-details'][0]?.['result-type']).toBe(resultType);
+  });
+
   it('edge.tls.mtaSts: false turns it off', async () => {
     const d = await send(direct({ tls: { mtaSts: false } }), 'a@testing.tls.test');
     expect(d.tls).toMatchObject({ policy: 'opportunistic' });
+  });
+});
+
+describe('options and bounds', () => {
+  it('bad TLS options throw, naming the option', () => {
+    const base = { direct: true as const, edge: { dns: { servers: [dns.server] } } };
+    expect(() => createTransport({ ...base, edge: { ...base.edge, tls: { ca: 'not a certificate' } } })).toThrow(/edge\.tls\.ca: not a PEM certificate/);
+    expect(() => createTransport({ ...base, edge: { ...base.edge, tls: { mtaSts: { port: 0 } } } })).toThrow(/edge\.tls\.mtaSts\.port/);
+    expect(() => createTransport({ ...base, edge: { ...base.edge, tls: { bogus: 1 } as never } })).toThrow(/edge\.tls\.bogus/);
+    expect(() => createTransport({ ...base, edge: { dns: { servers: [dns.server], dnssec: 'yes' as never } } })).toThrow(/edge\.dns\.dnssec/);
+  });
+
+  it('the TLS-RPT counters are bounded per period', async () => {
+    const { TlsReporter, MAX_DOMAINS, MAX_DETAILS } = await import('../src/tls/report.js');
+    const reporter = new TlsReporter({ now: () => Date.UTC(2026, 11, 2) });
+    const ref = { type: 'sts' as const, strings: ['version: STSv1'], mxHosts: ['mx.example'] };
+    for (let i = 0; i < MAX_DOMAINS + 50; i++) reporter.success(`d${i}.example`, ref);
+    for (let i = 0; i < MAX_DETAILS + 10; i++) reporter.failure('d0.example', ref, { 'result-type': 'validation-failure', 'receiving-mx-hostname': `mx${i}.example` });
+    const report = reporter.take('org', 'postmaster@example');
+    expect(report.policies).toHaveLength(MAX_DOMAINS);
+    expect(report.policies[0]?.['failure-details']).toHaveLength(MAX_DETAILS);
+    expect(report.policies[0]?.summary['total-failure-session-count']).toBe(MAX_DETAILS + 10);
+    expect(report['date-range']).toEqual({ 'start-datetime': '2026-12-02T00:00:00.000Z', 'end-datetime': '2026-12-02T00:00:00.000Z' });
   });
 });
 
