@@ -5,6 +5,7 @@
  * prints the `domains` JSON; `send --direct --json` carries each domain's
  * tls; --dnsbl, --ca and --dnssec map onto the options; bad values name the flag.
  */
+import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -145,6 +146,27 @@ describe('check --direct', () => {
     expect(await cli([...base, '--to', 'a@self.tls.test', '--ca', 'no-such-file.pem'])).toMatchObject({ code: 64, stderr: expect.stringContaining('--ca: cannot read no-such-file.pem') });
     expect(await cli([...base, '--to', 'a@self.tls.test', '--dnsbl', 'not a zone'])).toMatchObject({ code: 64, stderr: expect.stringContaining('--dnsbl') });
     expect(await cli(base)).toMatchObject({ code: 64, stderr: expect.stringContaining('--to: required with --direct') });
+  });
+});
+
+/** The built bin (npm test builds it first), as a shell would run it. */
+function bin(args: string[]): Promise<{ code: number; stdout: string }> {
+  const path = fileURLToPath(new URL('../dist/cli/bin.js', import.meta.url));
+  return new Promise((resolve) => {
+    execFile(process.execPath, [path, ...args], { env: { PATH: process.env.PATH ?? '' }, timeout: 20_000 }, (err, stdout) => {
+      const code = err && typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : err ? -1 : 0;
+      resolve({ code, stdout });
+    });
+  });
+}
+
+describe('the built bin', () => {
+  it('check --direct --json and its exit status', async () => {
+    const base = ['check', '--direct', '--local-address', '127.0.6.2', '--mx-port', String(good.port), '--dns', dns.server, '--dnssec', 'trust-ad', '--json'];
+    const ok = await bin([...base, '--to', 'a@dane.tls.test']);
+    expect(ok.code).toBe(0);
+    expect((JSON.parse(ok.stdout) as { domains: Array<{ policy: { kind: string } }> }).domains[0]?.policy.kind).toBe('dane');
+    expect((await bin([...base, '--to', 'a@dane-bad.tls.test'])).code).toBe(2);
   });
 });
 
