@@ -304,6 +304,17 @@ describe('MTA-STS (RFC 8461)', () => {
     expect(t.tlsReport()?.policies).toEqual([]);
   });
 
+  it('testing: an MX outside the patterns is still used, warned about and reported', async () => {
+    policies.setPolicy('testing.tls.test', policyText({ mode: 'testing', mx: ['mx-good.tls.test'], maxAge: 86400 }));
+    const t = direct();
+    const d = await send(t, 'a@testing.tls.test');
+    expect(d).toMatchObject({ status: 'delivered', mx: 'mx-wrong.tls.test', tls: { policy: 'mta-sts' } });
+    expect(t.warnings.find((w) => w.code === 'MTA_STS_TESTING_FAILURE')?.message).toMatch(/not among the mx: patterns/);
+    const row = t.tlsReport()?.policies.find((p) => p.policy['policy-domain'] === 'testing.tls.test');
+    expect(row?.summary).toEqual({ 'total-successful-session-count': 0, 'total-failure-session-count': 1 });
+    expect(row?.['failure-details'][0]).toMatchObject({ 'result-type': 'validation-failure', 'failure-reason-code': 'mx-not-in-policy' });
+  });
+
   it('mode none: no policy, opportunistic', async () => {
     const d = await send(direct(), 'a@none.tls.test');
     expect(d.tls).toMatchObject({ policy: 'opportunistic', authorized: false });

@@ -297,8 +297,9 @@ export class DirectRoute implements Route {
         if (tls && policy && plan) {
           tls.policies.record(domain, policy, plan, { ...(attempt ? { attempt } : {}), ...(info.edge ? { sourceAddress: info.edge.address } : {}) });
           const outcome = attempt?.outcome;
-          if (policy.kind === 'mta-sts' && policy.mode === 'testing' && outcome && (!outcome.authorized || outcome.version === null)) {
-            tls.warn('MTA_STS_TESTING_FAILURE', `mailedge: ${domain}'s MTA-STS policy (testing) would have refused ${host.exchange}: ${outcome.failure ?? 'no STARTTLS'}; delivered anyway`);
+          const outside = plan.kind === 'use' ? plan.outsidePolicy : undefined;
+          if (policy.kind === 'mta-sts' && policy.mode === 'testing' && (outside || (outcome && (!outcome.authorized || outcome.version === null)))) {
+            tls.warn('MTA_STS_TESTING_FAILURE', `mailedge: ${domain}'s MTA-STS policy (testing) would have refused ${host.exchange}: ${outside ?? outcome?.failure ?? 'no STARTTLS'}; delivered anyway`);
           }
         }
         const rejected = (info.rejected ?? []).map(String);

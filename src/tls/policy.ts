@@ -31,7 +31,10 @@ export interface DomainPolicy {
   fetchFailure?: ResultType;
 }
 
-export type HostPlan = { kind: 'use'; attempt: TlsAttempt; dane: boolean; tlsa: TlsaRecord[] } | { kind: 'skip'; error: TlsPolicyError; dane: boolean };
+export type HostPlan =
+  /** `outsidePolicy`: an MTA-STS testing policy would not have allowed this host (it is used, and reported). */
+  | { kind: 'use'; attempt: TlsAttempt; dane: boolean; tlsa: TlsaRecord[]; outsidePolicy?: string }
+  | { kind: 'skip'; error: TlsPolicyError; dane: boolean };
 
 export interface TlsPoliciesSettings {
   resolver: Resolver;
@@ -72,7 +75,13 @@ export class TlsPolicies {
     const sts = this.settings.tls.mtaSts;
     if (!sts) return none(['MTA-STS is off (edge.tls.mtaSts: false)']);
     const now = this.settings.clock.now();
-    const storedRaw = await sts.store.get(domain);
+    let storedRaw: StoredPolicy | undefined;
+    try {
+      storedRaw = await sts.store.get(domain);
+    } catch {
+      // A failing custom store must not fail the delivery: the policy is then fetched as on first contact.
+      storedRaw = undefined;
+    }
     const stored = storedRaw && storedRaw.expiresAt > now ? storedRaw : undefined;
     const use = (entry: StoredPolicy, notes: string[]): DomainPolicy =>
       entry.policy.mode === 'none'
@@ -98,7 +107,12 @@ export class TlsPolicies {
     }
     const fetchedAt = this.settings.clock.now();
     const entry: StoredPolicy = { domain, id: discovery.id, policy: fetched.policy, fetchedAt, expiresAt: fetchedAt + Math.min(fetched.policy.maxAge, sts.maxAge) * 1000 };
-    await sts.store.set(entry);
+    try {
+      await sts.store.set(entry);
+    } catch (err) {
+      // Not kept for next time, but valid for this delivery.
+      return use(entry, [`the policy store refused it: ${err instanceof Error ? err.message : String(err)}`]);
+    }
     return use(entry, []);
   }
 
@@ -122,7 +136,7 @@ export class TlsPolicies {
         evidence: [`https://mta-sts.${domain}/.well-known/mta-sts.txt (id ${policy.sts?.id ?? '?'}):`, ...(policy.sts?.policy.text.trim().split(/\r?\n/).map((l) => `  ${l}`) ?? [])],
       });
       if (policy.mode === 'enforce') return { kind: 'skip', dane: false, error };
-      this.reporter.failure(domain, this.policyRef(policy, []), { 'result-type': 'validation-failure', 'receiving-mx-hostname': exchange, 'failure-reason-code': 'mx-not-in-policy' });
+      return { kind: 'use', dane: false, tlsa: [], attempt: { requirement: { kind: 'opportunistic', policy: 'mta-sts', host: exchange }, ca }, outsidePolicy: error.message };
     }
     let requirement: TlsRequirement;
     if (policy.kind === 'mta-sts' && policy.mode === 'enforce') requirement = { kind: 'webpki', policy: 'mta-sts', host: exchange };
@@ -142,6 +156,10 @@ export class TlsPolicies {
     const base = { 'receiving-mx-hostname': host, ...(outcome.sourceAddress ? { 'sending-mta-ip': outcome.sourceAddress } : {}) };
     if (policy.fetchFailed && policy.fetchFailure) {
       this.reporter.failure(domain, ref, { ...base, 'result-type': policy.fetchFailure });
+      return;
+    }
+    if (plan.kind === 'use' && plan.outsidePolicy) {
+      this.reporter.failure(domain, ref, { ...base, 'result-type': 'validation-failure', 'failure-reason-code': 'mx-not-in-policy' });
       return;
     }
     const error = plan.kind === 'skip' ? plan.error : outcome.error;

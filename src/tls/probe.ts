@@ -97,6 +97,7 @@ async function probeHost(exchange: string, options: MailedgeOptions, resolved: R
     const socket = await connectChecked(identity, hostResolved.port, hostResolved.localAddress, timeout);
     const handover = await negotiateTls(socket, { name: decision.name, attempt, timeout: Number(options.greetingTimeout) || 30_000, ignoreTLS: options.ignoreTLS === true });
     // The greeting was put back for Nodemailer; nobody reads it now: say QUIT and go.
+    handover.connection.on('error', () => undefined);
     handover.connection.end('QUIT\r\n');
     setTimeout(() => handover.connection.destroy(), QUIT_WAIT_MS).unref();
     return attempt.outcome ?? null;

@@ -128,6 +128,8 @@ function codeFor(requirement: TlsRequirement, what: 'starttls' | 'certificate'):
 }
 
 function quit(socket: Socket): void {
+  // Nobody listens to this socket any more: a reset while it closes must not become an uncaught 'error'.
+  socket.on('error', () => undefined);
   if (!socket.destroyed && socket.writable) socket.end('QUIT\r\n');
   setTimeout(() => socket.destroy(), 1_000).unref();
 }
@@ -146,8 +148,13 @@ function presentedChain(socket: TLSSocket): X509Certificate[] {
 }
 
 export async function negotiateTls(socket: Socket, settings: StartTlsSettings): Promise<Handover> {
+  // Between two replies nothing else listens: a reset there is this negotiation's failure, not an uncaught 'error'.
+  const ignore = (): void => undefined;
+  socket.on('error', ignore);
   try {
-    return await negotiate(socket, settings);
+    const handover = await negotiate(socket, settings);
+    socket.removeListener('error', ignore);
+    return handover;
   } catch (err) {
     // A refusal has already said QUIT; anything else leaves a socket nobody will use.
     if (!(err instanceof TlsPolicyError)) socket.destroy();
