@@ -214,8 +214,11 @@ export class EnvelopeChecks {
       if (this.options.checks[id] !== 'off') tasks.push({ id, domain, key: `${id} ${key}`, recipients: [], run });
     };
     // SPF depends on who connects and how it names itself, not only on the domain.
+    // Issue 11: through a relay the final receiver judges the relay's address, not ours (edge.receiver).
     add('spf', `${domain} ${edge.address ?? ''} ${edge.ehloName ?? ''}`, (signal) =>
-      edge.address === null ? Promise.resolve(notChecked('spf', 'no edge address to evaluate SPF for')) : checkSpf(nullSender ? '' : from, edge.address, edge.ehloName, this.resolver, signal),
+      this.options.receiver === 'relay'
+        ? Promise.resolve(notChecked('spf', "decided downstream: the host is a relay, so the final receiver judges the relay's address (set edge.receiver 'final' when the host is the final receiver)"))
+        : edge.address === null ? Promise.resolve(notChecked('spf', 'no edge address to evaluate SPF for')) : checkSpf(nullSender ? '' : from, edge.address, edge.ehloName, this.resolver, signal),
     );
     add('sender-mx', domain, (signal) =>
       nullSender ? Promise.resolve(notChecked('sender-mx', 'the null sender (<>) receives no bounces')) : checkSenderMx(from, this.resolver, signal),
