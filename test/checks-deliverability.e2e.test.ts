@@ -162,8 +162,9 @@ describe('registry', () => {
       dkim: 'enforce',
       'recipient-null-mx': 'enforce',
       authentication: 'enforce',
+      dnsbl: 'warn',
     });
-    expect(DELIVERABILITY_CHECK_IDS).toHaveLength(8);
+    expect(DELIVERABILITY_CHECK_IDS).toHaveLength(9);
   });
 });
 

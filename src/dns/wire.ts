@@ -339,7 +339,8 @@ export function decodeMessage(buf: Buffer): DnsMessage {
     truncated,
     recursionDesired: (flags & 0x0100) !== 0,
     recursionAvailable: (flags & 0x0080) !== 0,
-    authenticData: (flags & 0x0020) !== 0,
+    // Present only when set, so that a message without it round-trips unchanged.
+    ...((flags & 0x0020) !== 0 ? { authenticData: true } : {}),
     rcode: flags & 0xf,
     questions,
     answers: [],
