@@ -47,6 +47,12 @@ mx-daneservfail.tls.test.      A   127.0.5.11
 mx-daneunusable.tls.test.      A   127.0.5.11
 mx-daneunusable-plain.tls.test. A  127.0.5.14
 mx-broken.tls.test.            A   127.0.5.16
+mx-dane302.tls.test.           A   127.0.5.11
+mx-dane310.tls.test.           A   127.0.5.11
+mx-daneta211.tls.test.         A   127.0.5.15
+dane302.tls.test.              MX 10 mx-dane302.tls.test.
+dane310.tls.test.              MX 10 mx-dane310.tls.test.
+daneta211.tls.test.            MX 10 mx-daneta211.tls.test.
 broken.tls.test.               MX 10 mx-broken.tls.test.
 dane-unusable.tls.test.        MX 10 mx-daneunusable.tls.test.
 dane-unusable-plain.tls.test.  MX 10 mx-daneunusable-plain.tls.test.
@@ -107,7 +113,7 @@ function tlsa(host: string, usage: number, selector: number, matchingType: numbe
   return { name: `_25._tcp.${host}`, ttl: 300, class: 1, type: 'OTHER', typeCode: 52, raw: tlsaRdata(usage, selector, matchingType, cert) };
 }
 
-const SIGNED = ['dane-unusable.tls.test', 'mx-daneunusable.tls.test', 'dane-unusable-plain.tls.test', 'mx-daneunusable-plain.tls.test', 'dane.tls.test', 'mx-dane.tls.test', 'dane-bad.tls.test', 'mx-danebad.tls.test', 'dane-ta.tls.test', 'mx-dane-ta.tls.test', 'dane-servfail.tls.test', 'mx-daneservfail.tls.test', 'both.tls.test', 'mx-good.tls.test'];
+const SIGNED = ['dane302.tls.test', 'mx-dane302.tls.test', 'dane310.tls.test', 'mx-dane310.tls.test', 'daneta211.tls.test', 'mx-daneta211.tls.test', 'dane-unusable.tls.test', 'mx-daneunusable.tls.test', 'dane-unusable-plain.tls.test', 'mx-daneunusable-plain.tls.test', 'dane.tls.test', 'mx-dane.tls.test', 'dane-bad.tls.test', 'mx-danebad.tls.test', 'dane-ta.tls.test', 'mx-dane-ta.tls.test', 'dane-servfail.tls.test', 'mx-daneservfail.tls.test', 'both.tls.test', 'mx-good.tls.test'];
 
 let records: ResourceRecord[];
 let dns: FixtureDnsServer;
@@ -140,6 +146,13 @@ beforeAll(async () => {
     tlsa('mx-dane-ta.tls.test', 2, 0, 1, CA),
     // Would not match either, but the zone is not signed: ignored.
     tlsa('mx-daneunsigned.tls.test', 3, 1, 1, pem('mx-wrong.crt')),
+    // Selectors and matching types: the whole certificate by SHA-512, the bare SPKI, the CA's SPKI by SHA-256;
+    // each beside a record that does not match, as during a key rollover.
+    tlsa('mx-dane302.tls.test', 3, 0, 2, SELF),
+    tlsa('mx-dane302.tls.test', 3, 1, 1, pem('mx-wrong.crt')),
+    tlsa('mx-dane310.tls.test', 3, 1, 0, SELF),
+    tlsa('mx-daneta211.tls.test', 2, 1, 1, CA),
+    tlsa('mx-daneta211.tls.test', 3, 1, 1, pem('mx-wrong.crt')),
     // PKIX-EE (1): not usable for SMTP (RFC 7672 section 3.1.3).
     tlsa('mx-daneunusable.tls.test', 1, 1, 1, SELF),
     tlsa('mx-daneunusable-plain.tls.test', 1, 1, 1, SELF),
@@ -406,6 +419,21 @@ describe('DANE (RFC 7672) with edge.dns.dnssec trust-ad', () => {
   it('DANE-EE 3 1 1 matches a self-signed MX: delivered, authorized, policy dane', async () => {
     const d = await send(direct(dane), 'a@dane.tls.test');
     expect(d.tls).toMatchObject({ policy: 'dane', authorized: true });
+  });
+
+  it.each([
+    ['DANE-EE 3 0 2 (certificate, SHA-512)', 'a@dane302.tls.test'],
+    ['DANE-EE 3 1 0 (SPKI, exact)', 'a@dane310.tls.test'],
+  ])('%s matches, beside a record that does not', async (_label, to) => {
+    const d = await send(direct(dane), to);
+    expect(d.tls).toMatchObject({ policy: 'dane', authorized: true });
+  });
+
+  it('DANE-TA 2 1 1 (the CA key) matches, but the certificate must still name the MX host: deferred', async () => {
+    const err = await refusal(direct(dane), 'a@daneta211.tls.test');
+    expect(err).toMatchObject({ code: 'DANE_NO_MATCH', permanent: false });
+    expect(err.message).toMatch(/not valid for mx-daneta211\.tls\.test/);
+    expect(daneTa.messages).toBe(0);
   });
 
   it('without trust-ad the AD bit is not believed: opportunistic', async () => {
