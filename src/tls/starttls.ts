@@ -19,6 +19,7 @@ import { checkServerIdentity, connect as tlsConnect, rootCertificates, type Deta
 import { X509Certificate } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { markNeverConnected } from '../send-error.js';
+import { escapeText } from '../text/escape.js';
 import { daneMatch } from './dane.js';
 import { TlsPolicyError, type TlsAttempt, type TlsOutcome, type TlsRequirement } from './outcome.js';
 
@@ -101,6 +102,7 @@ class ReplyReader {
   /** One complete reply (its last line "ddd text"), or undefined. */
   private take(): Reply | undefined {
     const text = this.buffer.toString('latin1');
+    // Lines are kept escaped: a receiver's text goes into errors, evidence and logs.
     const lines: string[] = [];
     let offset = 0;
     for (;;) {
@@ -108,7 +110,7 @@ class ReplyReader {
       if (end < 0) return undefined;
       const line = text.slice(offset, end).replace(/\r$/, '');
       offset = end + 1;
-      lines.push(line);
+      lines.push(escapeText(line));
       if (!/^\d{3}-/.test(line)) {
         const raw = this.buffer.subarray(0, offset);
         this.buffer = this.buffer.subarray(offset);
