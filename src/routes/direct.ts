@@ -3,8 +3,9 @@
  * recipients are grouped by domain and each domain gets one SMTP transaction
  * at its MX hosts, in preference order (src/routes/mx.ts). Every MX host is a
  * destination like a relay host: it gets a route of its own (relay, or IP pool),
- * so the edge family, the FCrDNS check and TLS (verified against the MX host
- * name) are exactly those of a relay send. The message is rendered once, so a
+ * so the edge family and the FCrDNS check are exactly those of a relay send;
+ * TLS follows the recipient domain's policy (DANE, MTA-STS, else opportunistic:
+ * src/tls/policy.ts), with STARTTLS done by mailedge (src/tls/starttls.ts). The message is rendered once, so a
  * stream attachment is read and an href fetched once whatever the number of
  * domains and MX hosts tried.
  */
