@@ -8,6 +8,7 @@
  * One authenticator per transport (per resolver): direct delivery's routes to
  * many MX hosts share its DKIM, SPF and DMARC caches.
  */
+import { setMaxListeners } from 'node:events';
 import type { MailMessage } from 'nodemailer/lib/mailer';
 import type { Resolver } from '../dns/resolver.js';
 import { Cache } from '../cache.js';
@@ -25,6 +26,9 @@ import { MessageAuthenticator, type Authentication, type PreparedMessage } from 
 export type { Authentication } from './verdict.js';
 
 const authenticators = new WeakMap<Resolver, MessageAuthenticator>();
+const NEVER = new AbortController().signal;
+// Concurrent lookups each listen on it for as long as they run.
+setMaxListeners(0, NEVER);
 
 /** Warnings remembered at most; forgetting one only lets it be raised again. */
 const MAX_WARNED = 10_000;
@@ -121,10 +125,14 @@ export class MessageStage {
     return own ? dkimKeys(own) : this.options.dkim;
   }
 
-  /** The DNS deadline for the message's lookups: edge.dns.timeout, or sooner when the message is aborted. */
-  private deadline(signal: AbortSignal | undefined): AbortSignal {
-    const timeout = AbortSignal.timeout(this.options.timeout);
-    return signal ? AbortSignal.any([signal, timeout]) : timeout;
+  /**
+   * The signal the message's lookups run under. As the envelope checks do, a
+   * lookup is bounded by the resolver's own per-attempt timeouts, and the
+   * message's abort is honoured around the stage (untilAborted in the route);
+   * a timer per message would cost more than the verdict read from cache.
+   */
+  private deadline(_signal: AbortSignal | undefined): AbortSignal {
+    return NEVER;
   }
 }
 
