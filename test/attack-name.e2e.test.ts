@@ -20,6 +20,7 @@ $ORIGIN atk.test.
 ns           IN A   127.0.4.53
 relay        IN A   127.0.4.100
 slow         IN A   127.0.4.101
+slowmx       IN MX  10 slow
 mail.old     IN A   127.0.0.1
 mail.old     IN A   127.0.4.2
 mail.new     IN A   127.0.0.1
@@ -188,6 +189,34 @@ describe('the check and the EHLO are not the same moment', () => {
       repoint('2.4.0.127.in-addr.arpa', null);
       slow.greet();
       const result = await sending;
+      expect(slow.ehlos, `result: ${result}`).not.toContain('mail.old.atk.test');
+    } finally {
+      await slow.close();
+    }
+  });
+
+  it('direct delivery: a greeting delayed past the TTL, during which the PTR is removed, never gets EHLO with the withdrawn name', async () => {
+    const slow = await startSlowReceiver('127.0.4.101');
+    try {
+      const t = transport({
+        host: undefined,
+        port: undefined,
+        direct: true,
+        localAddress: '127.0.4.2',
+        greetingTimeout: 10_000,
+        edge: { mxPort: slow.port, checks: { ...CHECKS_OFF, authentication: 'off' } },
+      });
+      const sending = t.sendMail({ ...MESSAGE, to: 'someone@slowmx.atk.test' }).then(
+        () => 'accepted',
+        (e: Error) => `refused: ${e.message}`,
+      );
+      // Should the send end before connecting, the test says so rather than waiting for ever.
+      await Promise.race([slow.connected, sending]);
+      expect(slow.ehlos).toEqual([]);
+      repoint('2.4.0.127.in-addr.arpa', null);
+      slow.greet();
+      const result = await sending;
+      expect(result).toMatch(/^refused/);
       expect(slow.ehlos, `result: ${result}`).not.toContain('mail.old.atk.test');
     } finally {
       await slow.close();

@@ -301,6 +301,13 @@ export class RelayRoute implements Route {
     if (this.channel === channel) this.channel = undefined;
   }
 
+  /** Throws the refusal, or ChannelRetired, unless the channel's name is the one this identity allows. */
+  private stillStands(channel: Channel, identity: Identity): void {
+    if (channelKey(decide(identity, undefined)) === channel.key) return;
+    if (this.channel === channel) this.retire(channel);
+    throw new ChannelRetired();
+  }
+
   /** Nodemailer's per-connection hook: the channel's name must still be the one to use, now. */
   private openSocket(channel: Channel, callback: SocketCallback): void {
     const tlsAttempt = this.pendingTls;
@@ -309,21 +316,15 @@ export class RelayRoute implements Route {
       if (this.closed) throw closedError();
       if (channel.retired) throw new ChannelRetired();
       const identity = await this.identity();
-      const decision = decide(identity, undefined);
-      if (channelKey(decision) !== channel.key) {
-        if (this.channel === channel) this.retire(channel);
-        throw new ChannelRetired();
-      }
+      this.stillStands(channel, identity);
       const connection = await connectChecked(identity, this.options.port, this.options.localAddress, this.connectionTimeout);
+      // The receiver chooses how long its greeting takes: the name goes into EHLO only if it still stands then.
+      const beforeEhlo = async (): Promise<void> => this.stillStands(channel, await this.identity());
       if (!tlsAttempt) {
         try {
           // With implicit TLS nothing arrives before the handshake Nodemailer makes: decided again after the connect only.
           if (!this.smtp.secure) await awaitGreeting(connection, this.greetingTimeout);
-          // The receiver chose how long that took: the name goes into EHLO only if it still stands now.
-          if (channelKey(decide(await this.identity(), undefined)) !== channel.key) {
-            if (this.channel === channel) this.retire(channel);
-            throw new ChannelRetired();
-          }
+          await beforeEhlo();
         } catch (err) {
           connection.destroy();
           throw err;
@@ -335,8 +336,9 @@ export class RelayRoute implements Route {
       const handover = await negotiateTls(connection, {
         name: channel.decision.name,
         attempt: tlsAttempt,
-        timeout: Number(this.smtp.greetingTimeout) || 30_000,
+        timeout: this.greetingTimeout,
         ignoreTLS: Boolean(this.smtp.ignoreTLS),
+        beforeEhlo,
       });
       return { connection: handover.connection, name: channel.decision.name, ...handover.options };
     };

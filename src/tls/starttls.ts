@@ -31,6 +31,8 @@ export interface StartTlsSettings {
   timeout: number;
   /** Nodemailer's ignoreTLS: never STARTTLS (refused by a mandatory policy). */
   ignoreTLS: boolean;
+  /** Runs once the greeting is in, before any EHLO (mailedge's or Nodemailer's): throws when the name no longer stands. */
+  beforeEhlo?: () => Promise<void>;
 }
 
 /** The socket for Nodemailer, and the connection options to merge (getSocket's result). */
@@ -180,6 +182,7 @@ async function negotiate(socket: Socket, settings: StartTlsSettings): Promise<Ha
 
   const reader = new ReplyReader(socket);
   const greeting = await reader.read(timeout);
+  await settings.beforeEhlo?.();
   // A refusing greeting is Nodemailer's to report (and the next MX host's turn on 4xx).
   if (greeting.code !== 220) return plain(greeting.raw);
   if (settings.ignoreTLS && !mandatory(requirement)) return plain(greeting.raw);
