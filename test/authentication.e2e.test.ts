@@ -254,6 +254,18 @@ describe('which receiver', () => {
     expect(strictReceiver.connections).toBe(0);
   });
 
+  it('an IP pool: each message\'s verdict is for the member it actually left from', async () => {
+    const t = transport({ localAddress: undefined, edge: { pool: [{ localAddress: '127.0.6.2' }, { localAddress: '127.0.6.3' }], checks: { authentication: 'warn' } }, dkim: sign('aligned.test') });
+    const infos = [];
+    for (let i = 0; i < 2; i++) infos.push(await t.sendMail({ from: 'news@aligned.test', to: 'user@rcpt.test', subject: `m${i}`, text: 'b' }));
+    const byAddress = new Map(infos.map((info) => [info.edge.address, info.authentication?.spf.result]));
+    // aligned.test authorises 127.0.6.2 only; the aligned DKIM signature carries DMARC for both.
+    expect(Object.fromEntries(byAddress)).toEqual({ '127.0.6.2': 'pass', '127.0.6.3': 'fail' });
+    expect(infos.map((i) => i.authentication?.dmarc.result)).toEqual(['pass', 'pass']);
+    const received = final.sessions.flatMap((s) => (s.authentication ?? []).map((a) => [s.clientAddress, a.spf?.result]));
+    expect(Object.fromEntries(received)).toEqual({ '127.0.6.2': 'pass', '127.0.6.3': 'fail' });
+  });
+
   it('the null sender: SPF of the EHLO name', async () => {
     const t = transport({ dkim: sign('aligned.test') });
     const info = await t.sendMail({ from: 'news@aligned.test', to: 'user@rcpt.test', envelope: { from: '', to: 'user@rcpt.test' }, subject: 's', text: 'b' });
