@@ -389,7 +389,7 @@ export const CODES = Object.freeze({
     scope: 'message',
     permanent: false,
     severity: 'warn',
-    meaning: "Through a relay, SPF is decided downstream (the final receiver sees the relay's address, and the relay may rewrite MAIL FROM) and no aligned DKIM signature passes: the message's DMARC result rests on the relay's SPF.",
+    meaning: "Through a relay, SPF is decided downstream (the final receiver sees the relay's address, and the relay may rewrite MAIL FROM), no aligned DKIM signature passes, the From domain's policy is quarantine or reject, and MAIL FROM is not aligned with From: only the relay rewriting MAIL FROM into the From domain's organisation could make DMARC pass.",
     fix: "Sign with DKIM d= the From domain, so the verdict no longer depends on the relay; or declare edge.receiver 'final' when the host is the final receiver.",
   },
   DKIM_SIGNATURE_FAIL: {
