@@ -127,6 +127,8 @@ export class RelayRoute implements Route {
       // Message identity (issue 11): rendered once here; these bytes are verified and sent.
       const message = await untilAborted(this.message.prepare(mail, screened.outgoing, identity.report, signal), signal);
       const outgoing = message?.outgoing ?? screened.outgoing;
+      // Judged now for this decision, before waiting for a connection; the hand-over below re-reads it (same edge) or judges anew.
+      if (message) await untilAborted(this.message.judge(message, decision, identity.report, mail.data, (w) => this.context.warn(w)), signal);
       for (let handover = 1; ; handover++) {
         await this.acquireSlot(signal);
         leave();
