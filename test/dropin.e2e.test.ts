@@ -29,6 +29,8 @@ ns           IN A   127.0.8.53
 relay        IN A   127.0.8.100
 mail         IN A   127.0.8.2
 2.8.0.127.in-addr.arpa. IN PTR mail.drop.test.
+; a recipient domain that accepts no mail (RFC 7505)
+nullmx       IN MX  0 .
 `;
 
 const ENVELOPE_CHECKS_OFF = { spf: 'off', 'sender-mx': 'off', dmarc: 'off', 'recipient-null-mx': 'off' } as const;
@@ -134,6 +136,21 @@ describe('the transporter is Nodemailer’s own', () => {
     expect([fileErr.code, fileErr.originalCode, (fileErr.cause as { code?: unknown } | undefined)?.code]).toContain('EFILEACCESS');
     expect(fileErr.mail).toBe(withFile);
     expect(relay.messages).toBe(0);
+  });
+
+  it.each([
+    ['with the authentication check', {}],
+    ['without it', { authentication: 'off' }],
+  ] as const)('keeps Date, Message-ID and MIME-Version when a null-MX recipient is taken out of the envelope (%s)', async (_label, extra) => {
+    const t = transport({ edge: { checks: { ...ENVELOPE_CHECKS_OFF, 'recipient-null-mx': 'enforce', ...extra } } });
+    const info = await t.sendMail({ ...MESSAGE, to: ['someone@elsewhere.test', 'nobody@nullmx.drop.test'] });
+    expect(info.rejected).toEqual(['nobody@nullmx.drop.test']);
+    const data = relay.sessions.at(-1)?.messages[0]?.data ?? '';
+    expect(relay.sessions.at(-1)?.messages[0]?.to).toEqual(['someone@elsewhere.test']);
+    expect(data).toMatch(/^Date: /m);
+    expect(data).toMatch(/^Message-ID: </m);
+    expect(data).toMatch(/^MIME-Version: 1\.0/m);
+    expect(data).toContain(info.messageId);
   });
 
   it('honours a message envelope from the compiled message', async () => {

@@ -27,7 +27,12 @@ export function withEnvelope(mail: MailMessage, envelope: Envelope, raw?: Buffer
   const message = Object.create(mail.message) as MimeNode;
   const full = mail.message.getEnvelope();
   message.getEnvelope = () => ({ ...full, from: envelope.from, to: [...envelope.to] });
-  if (raw !== undefined) message.createReadStream = () => Readable.from([raw], { objectMode: false }) as ReturnType<MimeNode['createReadStream']>;
+  // The original renders: Nodemailer adds Date, Message-ID and MIME-Version only on its root node, which a view is not.
+  const original = mail.message;
+  message.createReadStream =
+    raw !== undefined
+      ? () => Readable.from([raw], { objectMode: false }) as ReturnType<MimeNode['createReadStream']>
+      : (options) => original.createReadStream(options);
   const view = Object.create(mail) as MailMessage;
   view.message = message;
   return view;
