@@ -106,7 +106,7 @@ async function sendWith(receiverOf: () => Promise<Receiver>): Promise<{ receiver
 }
 
 describe('DANE-TA: the path to the anchor', () => {
-  // FOUND (high). daneMatch()/chainsTo() (src/tls/dane.ts) accept any presented chain in which
+  // FOUND, FIXED (high). daneMatch()/chainsTo() (src/tls/dane.ts) accept any presented chain in which
   // each certificate is issued (X509Certificate.checkIssued: names, key identifiers, keyUsage
   // only when present) and signed by the next, up to the one the DANE-TA record matches. They
   // never ask whether an issuer may issue: basicConstraints CA:true (nor pathLen, nor the
@@ -120,11 +120,15 @@ describe('DANE-TA: the path to the anchor', () => {
   // (basicConstraints CA:true), keyUsage keyCertSign when keyUsage is present, and the dates
   // of every certificate on the path; or build the path with node:tls (a secure context whose
   // only CA is the matched anchor) and take socket.authorized from a second verification.
-  it('a certificate for the MX name signed by a CA:false certificate of the anchor is not a DANE-TA match', async () => {
+  // Fixed there (pathProblem): every issuer must be a CA (X509Certificate.ca), its keyUsage (read
+  // from the DER: X509Certificate.keyUsage is the extended key usage) must allow keyCertSign, its
+  // pathLenConstraint must hold, and every certificate on the path must be within its dates.
+  it('a certificate for the MX name signed by a CA:false certificate of the anchor is refused: DANE_NO_MATCH, nothing delivered', async () => {
     const { receiver, outcome } = await sendWith(() => startReceiver({ host: '127.0.3.11', tls: { key: pki.forged.key, cert: pki.forged.cert + pki.www.cert + pki.ca } }));
     forged = receiver;
     expect(forged.messages, outcome).toBe(0);
     expect(outcome).toMatch(/^refused: DANE_NO_MATCH/);
+    expect(outcome).toMatch(/is not a CA/);
   });
 
   it('the anchor-issued certificate of another host, presented as is, is refused for its name (held)', async () => {

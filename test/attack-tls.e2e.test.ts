@@ -6,8 +6,8 @@
  * on 127.0.3.x; certificates from fixtures/tls/mx (the policy host names of
  * mta-sts.crt are reused as recipient domains here).
  *
- * Every `it` that is not marked "(held)" fails today: it is a finding, with
- * its severity, root cause and fix in the comment above it.
+ * Every `it` that is not marked "(held)" was a finding, now fixed: its
+ * severity, root cause and fix are in the comment above it ("FOUND, FIXED").
  */
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
@@ -26,6 +26,7 @@ import type { MailedgeOptions } from '../src/options.js';
 import type { MailedgeWarning } from '../src/routes/route.js';
 import { tlsaRdata } from '../src/tls/dane.js';
 import { FilePolicyStore, MemoryPolicyStore, type StoredPolicy } from '../src/tls/policy-store.js';
+import { internalAddress } from '../src/tls/mta-sts.js';
 
 const pem = (name: string): string => readFileSync(new URL(`../fixtures/tls/mx/${name}`, import.meta.url), 'utf8');
 const CA = pem('ca.crt');
@@ -325,7 +326,7 @@ function describeOutcome(o: Outcome): string {
 /* ------------------------------------------------------------------ */
 
 describe('downgrade: a receiver that lies about its greeting', () => {
-  // FOUND (critical). A greeting whose first line is "220-" and whose last line carries
+  // FOUND, FIXED (critical). A greeting whose first line is "220-" and whose last line carries
   // another code ("220-hello / 554 no") is read by ReplyReader as code 554 (the last line),
   // so negotiate() (src/tls/starttls.ts) takes its "refusing greeting is Nodemailer's to
   // report" branch and hands over the PLAIN socket, even under a mandatory policy. Nodemailer
@@ -337,18 +338,33 @@ describe('downgrade: a receiver that lies about its greeting', () => {
   // ends the connection there with a connection error marked never-connected (next MX host),
   // instead of relying on Nodemailer to refuse it; ReplyReader.take() should reject a
   // multi-line reply whose lines disagree on the code.
-  it('MTA-STS enforce: a greeting "220-… / 554 …" never leads to the message going out in clear text', async () => {
+  // Fixed there: take() refuses a reply whose lines disagree (EPROTOCOL, never connected: the
+  // next MX host, temporary), and any greeting other than 220 ends the connection in
+  // negotiate() itself; plain() refuses under a mandatory requirement as a last guard.
+  it('MTA-STS enforce: a greeting "220-… / 554 …" is refused as a protocol error before any EHLO; nothing goes out in clear text', async () => {
     resetScript({ ...HONEST, greeting: '220-mx.atk3.test ESMTP\r\n554 5.3.2 not really\r\n', ehlo: () => '250-mx.atk3.test\r\n250 8BITMIME\r\n' });
     const o = await attempt(direct(), 'a@enforce.tls.test');
     expect(delivered(), describeOutcome(o)).toEqual([]);
     expect(o.ok).toBe(false);
+    expect(sessions.flatMap((s) => s.ehlos)).toEqual([]);
+    expect(o).toMatchObject({ ok: false, error: { code: 'EPROTOCOL', permanent: false } });
   });
 
-  it('DANE: a greeting "220-… / 554 …" never leads to the message going out in clear text', async () => {
+  it('DANE: a greeting "220-… / 554 …" is refused as a protocol error before any EHLO; nothing goes out in clear text', async () => {
     resetScript({ ...HONEST, greeting: '220-mx.atk3.test ESMTP\r\n554 5.3.2 not really\r\n', ehlo: () => '250-mx.atk3.test\r\n250 8BITMIME\r\n' });
     const o = await attempt(direct({ dns: { dnssec: 'trust-ad' } }), 'a@dane.atk3.test');
     expect(delivered(), describeOutcome(o)).toEqual([]);
     expect(o.ok).toBe(false);
+    expect(sessions.flatMap((s) => s.ehlos)).toEqual([]);
+    expect(o).toMatchObject({ ok: false, error: { code: 'EPROTOCOL', permanent: false } });
+  });
+
+  it('opportunistic: a greeting "220-… / 554 …" is refused the same way, before any EHLO, and is temporary (held: the fix holds without a policy too)', async () => {
+    resetScript({ ...HONEST, greeting: '220-mx.atk3.test ESMTP\r\n554 5.3.2 not really\r\n', ehlo: () => '250-mx.atk3.test\r\n250 8BITMIME\r\n' });
+    const o = await attempt(direct(), 'a@opp.atk3.test');
+    expect(delivered(), describeOutcome(o)).toEqual([]);
+    expect(sessions.flatMap((s) => s.ehlos)).toEqual([]);
+    expect(o).toMatchObject({ ok: false, error: { code: 'EPROTOCOL', permanent: false } });
   });
 
   it('MTA-STS enforce: STARTTLS stripped from the EHLO reply defers the domain, nothing sent (held)', async () => {
@@ -383,7 +399,7 @@ describe('downgrade: a receiver that lies about its greeting', () => {
 });
 
 describe('DANE beside MTA-STS', () => {
-  // FOUND (medium). both.tls.test publishes MTA-STS enforce (mx-good.tls.test, WebPKI) and,
+  // FOUND, FIXED (medium). both.tls.test publishes MTA-STS enforce (mx-good.tls.test, WebPKI) and,
   // DNSSEC-signed, only PKIX-EE (usage 1) TLSA records for its MX host. planHost() (src/tls/
   // policy.ts) lets the unusable TLSA records win ('encrypt': TLS with ANY certificate) and
   // never looks at the enforce policy again, so an on-path attacker with a self-signed
@@ -392,7 +408,8 @@ describe('DANE beside MTA-STS', () => {
   // DANE authentication at all, and weakening the domain's other policy is the wrong way round.
   // Fix: src/tls/policy.ts planHost(): on dane.kind === 'unusable', fall through to the MTA-STS
   // decision (webpki under enforce, mx: match), keeping policy 'dane' only when no enforce policy applies.
-  it('unusable TLSA records do not weaken an MTA-STS enforce policy to "any certificate"', async () => {
+  // Fixed there: 'encrypt' is now only the floor when nothing stronger (enforce, verify, requireTLS) applies.
+  it('unusable TLSA records leave an MTA-STS enforce policy in force: a self-signed certificate is refused, nothing sent', async () => {
     resetScript({ ...HONEST, tls: SELF });
     const o = await attempt(direct({ dns: { dnssec: 'trust-ad' } }), 'a@both.tls.test');
     expect(delivered(), describeOutcome(o)).toEqual([]);
@@ -422,6 +439,31 @@ describe('MTA-STS: policy host, cache and patterns', () => {
     expect(o).toMatchObject({ ok: false, error: { code: 'MTA_STS_STARTTLS_MISSING' } });
   });
 
+  // FOUND, FIXED (low; the review's "also consider"). fetchPolicy() (src/tls/mta-sts.ts) connected
+  // to whatever address mta-sts.<domain> resolved to: a recipient domain (chosen by whoever fills in
+  // a form) pointing it at 127.0.0.1, 10.x or 169.254.169.254 got mailedge to make HTTPS requests
+  // into the sender's own network. Fixed there: loopback, private, shared, link-local and
+  // unspecified addresses are refused unless edge.tls.mtaSts.port is set, which marks a test world
+  // as edge.mxPort does (every test here sets it; this one takes it away).
+  it('a policy host on a loopback address is not contacted unless edge.tls.mtaSts.port marks a test world', async () => {
+    const t = direct({ tls: { mtaSts: { port: undefined } } });
+    const before = policies.requests.length;
+    const o = await attempt(t, 'a@enforce.tls.test');
+    // Delivered as without a policy (the domain announced one that could not be had), with the warning that says why.
+    expect(o.ok, describeOutcome(o)).toBe(true);
+    expect(t.warnings.find((w) => w.code === 'MTA_STS_FETCH_FAILED')?.message).toMatch(/mta-sts\.enforce\.tls\.test resolves to 127\.0\.3\.20, a loopback, private or link-local address/);
+    expect(policies.requests.slice(before)).toEqual([]);
+  });
+
+  it('the addresses a policy host may not have, and some it may (held: the list behind the test above)', () => {
+    for (const address of ['127.0.0.1', '10.1.2.3', '100.64.0.1', '172.16.0.1', '172.31.255.255', '192.168.1.1', '169.254.169.254', '0.0.0.0', '::', '::1', 'fe80::1', 'fd00::1', '::ffff:127.0.0.1', '::ffff:169.254.169.254']) {
+      expect(internalAddress(address), address).toBe(true);
+    }
+    for (const address of ['8.8.8.8', '172.32.0.1', '192.169.0.1', '2001:4860:4860::8888', '::ffff:8.8.8.8']) {
+      expect(internalAddress(address), address).toBe(false);
+    }
+  });
+
   it('a policy body dribbled a byte at a time is cut at the fetch timeout, not waited for (held)', async () => {
     const t = direct();
     const started = Date.now();
@@ -431,7 +473,7 @@ describe('MTA-STS: policy host, cache and patterns', () => {
     expect(t.warnings.map((w) => w.code)).toContain('MTA_STS_FETCH_FAILED');
   });
 
-  // FOUND (low). parsePolicy (src/tls/mta-sts.ts) accepts any number of unknown "key: value"
+  // FOUND, FIXED (low). parsePolicy (src/tls/mta-sts.ts) accepts any number of unknown "key: value"
   // lines and the store keeps policy.text whole (for TLS-RPT's policy-string): up to
   // MAX_POLICY_BYTES (64 KiB) per domain, times DEFAULT_POLICY_STORE_ENTRIES (10,000) = about
   // 640 MiB held by the default MemoryPolicyStore, and rewritten in full, synchronously, by the
@@ -439,7 +481,8 @@ describe('MTA-STS: policy host, cache and patterns', () => {
   // domains are chosen by whoever fills in a form. The bounds count entries, not bytes.
   // Fix: src/tls/mta-sts.ts parsePolicy(): keep only the known fields, and a text rebuilt from
   // them (version, mode, mx, max_age) for policy-string; or cap the stored text at a few KiB.
-  it('a policy padded with 60 KiB of extension lines is not kept whole in the store', async () => {
+  // Fixed there: the text is rebuilt from the known fields, and at most 64 mx: patterns are kept.
+  it('a policy padded with 60 KiB of extension lines is stored as its known fields only (under 8 KiB)', async () => {
     const kept: StoredPolicy[] = [];
     const store = new MemoryPolicyStore({ clock });
     const spy = { get: (d: string) => store.get(d), set: (e: StoredPolicy) => (kept.push(e), store.set(e)) };
@@ -464,7 +507,7 @@ describe('a policy store that holds what it should not', () => {
     policy: { version: 'STSv1', mode: 'enforce', mx: ['mx-good.tls.test'], maxAge: 86400, ...policy },
   });
 
-  // FOUND (medium: a delivered message reported as failed, so the application sends it again).
+  // FOUND, FIXED (medium: a delivered message reported as failed, so the application sends it again).
   // FilePolicyStore's isStored() (src/tls/policy-store.ts) does not check policy.text, and a
   // custom store (edge.tls.mtaSts.store) is not validated at all. An entry without `text` (a
   // file from an older version, a hand edit, another process's schema) is used; the delivery
@@ -476,18 +519,20 @@ describe('a policy store that holds what it should not', () => {
   // a string; src/tls/policy.ts loadPolicy(): validate what any store's get() returns the same
   // way (and ignore what fails); src/routes/direct.ts deliverDomain(): record() after a
   // successful transaction must never turn the outcome into a failure (try/catch around it).
-  it('a stored policy without its text never turns a delivered message into a failure', async () => {
+  // Fixed there: isStoredPolicy() checks every field read later, loadPolicy() applies it to any
+  // store's answer, and TlsPolicies.record() never throws.
+  it('a stored policy without its text is ignored and fetched again: the message goes once and is reported delivered', async () => {
     const path = storeFile([stored('none.tls.test', {})]);
     const o = await attempt(direct({ tls: { mtaSts: { store: new FilePolicyStore(path, { clock }) } } }), 'a@none.tls.test');
     expect(delivered()).toHaveLength(1);
     expect(o.ok, describeOutcome(o)).toBe(true);
   });
 
-  // FOUND (low). Same root cause: isStored() checks Array.isArray(policy.mx) but not its
+  // FOUND, FIXED (low). Same root cause: isStored() checks Array.isArray(policy.mx) but not its
   // elements; mxMatches() (src/tls/mta-sts.ts) calls pattern.startsWith on a number and the
   // send rejects with a TypeError ("pattern.startsWith is not a function") and no code.
   // Fix: as above (isStored: every mx a string, else the entry is ignored and the policy fetched).
-  it('a stored policy with a non-string mx pattern is ignored (fetched again), not a TypeError', async () => {
+  it('a stored policy with a non-string mx pattern is ignored and fetched again, never a TypeError', async () => {
     const path = storeFile([stored('html.tls.test', { mx: [42], text: ENFORCE_GOOD })]);
     const o = await attempt(direct({ tls: { mtaSts: { store: new FilePolicyStore(path, { clock }) } } }), 'a@html.tls.test');
     expect(describeOutcome(o)).not.toMatch(/is not a function/);
@@ -507,7 +552,7 @@ describe('a policy store that holds what it should not', () => {
 });
 
 describe('the name on the wire', () => {
-  // FOUND (medium). The name is decided again once the greeting is in (beforeEhlo, before
+  // FOUND, FIXED (medium). The name is decided again once the greeting is in (beforeEhlo, before
   // mailedge's own EHLO), but not before Nodemailer's EHLO over TLS, which follows the
   // STARTTLS reply and the handshake: both are the receiver's to delay (greetingTimeout each).
   // A receiver that holds its "220 go ahead" past the verdict's TTL, while the PTR is removed,
@@ -516,7 +561,8 @@ describe('the name on the wire', () => {
   // Fix: src/tls/starttls.ts negotiate(): call settings.beforeEhlo() again after the handshake
   // (just before the handover, whose greeting Nodemailer answers with EHLO), quitting the
   // secured socket when it throws; the same after a plain() handover that follows mailedge's EHLO.
-  it('a STARTTLS reply delayed past the TTL, during which the PTR is removed, never gets EHLO over TLS with the withdrawn name', async () => {
+  // Fixed there: every handover that follows mailedge's EHLO decides the name again first.
+  it('a STARTTLS reply delayed past the TTL, during which the PTR is removed: the name is decided again after the handshake, no EHLO over TLS carries it', async () => {
     resetScript({ ...HONEST, hold: true });
     const t = direct({ dns: { minTtl: 1 } }, { greetingTimeout: 10_000 });
     const sending = attempt(t, 'a@opp.atk3.test');
@@ -529,5 +575,8 @@ describe('the name on the wire', () => {
     const o = await sending;
     const overTls = sessions.flatMap((s) => s.ehlos.filter((e) => e.tls).map((e) => e.name));
     expect(overTls, describeOutcome(o)).not.toContain('mail.out.atk3.test');
+    // With the PTR gone no name stands: the send is refused by the edge checks, nothing delivered.
+    expect(delivered()).toEqual([]);
+    expect(o).toMatchObject({ ok: false, error: { code: 'PTR_MISSING' } });
   });
 });

@@ -77,26 +77,155 @@ export function daneMatch(records: readonly TlsaRecord[], chain: readonly X509Ce
   for (const record of records.filter((r) => r.usage === 3)) {
     if (matches(record, leaf)) return { ok: true, matched: record };
   }
+  // Every DANE-TA record is tried (a domain rolling its CA publishes two); the first refusal is the one reported.
+  let refusal: string | undefined;
   for (const record of records.filter((r) => r.usage === 2)) {
     const anchorIndex = chain.findIndex((cert) => matches(record, cert));
     if (anchorIndex < 0) continue;
-    if (!chainsTo(chain, anchorIndex)) return { ok: false, reason: `the certificate does not chain to the DANE-TA certificate (${tlsaText(record)})` };
-    const notBefore = new Date(leaf.validFrom);
-    const notAfter = new Date(leaf.validTo);
-    if (now < notBefore || now > notAfter) return { ok: false, reason: `the certificate is outside its dates (${leaf.validFrom} to ${leaf.validTo})` };
-    if (leaf.checkHost(host.replace(/\.$/, '')) === undefined) return { ok: false, reason: `the certificate is not valid for ${host} (${leaf.subjectAltName ?? leaf.subject})` };
+    const problem = pathProblem(chain, anchorIndex, now);
+    if (problem !== null) {
+      refusal ??= `${problem} (DANE-TA ${tlsaText(record)})`;
+      continue;
+    }
+    if (leaf.checkHost(host.replace(/\.$/, '')) === undefined) {
+      refusal ??= `the certificate is not valid for ${host} (${leaf.subjectAltName ?? leaf.subject})`;
+      continue;
+    }
     return { ok: true, matched: record };
   }
+  if (refusal !== undefined) return { ok: false, reason: refusal };
   const ee = chain[0] ? createHash('sha256').update(leaf.publicKey.export({ type: 'spki', format: 'der' })).digest('hex') : '';
   return { ok: false, reason: `no usable TLSA record matches the presented chain (server key SHA-256 ${ee}; records: ${records.map(tlsaText).join(', ') || 'none'})` };
 }
 
-/** Each certificate from the server's down to the anchor is issued and signed by the next. */
-function chainsTo(chain: readonly X509Certificate[], anchorIndex: number): boolean {
-  for (let i = 0; i < anchorIndex; i++) {
+/**
+ * Why the presented path from the server's certificate up to the DANE-TA
+ * anchor (chain[anchorIndex]) is no certification path, or null when it is
+ * one: each certificate issued and signed by the next, every issuer a CA
+ * (basicConstraints CA:true, within its pathLenConstraint) whose keyUsage,
+ * when present, allows keyCertSign, and every certificate within its dates.
+ * Names and signatures alone would let any certificate the anchor issued (a
+ * web server's, CA:false) sign one for the MX host name (RFC 5280 sections
+ * 4.2.1.3 and 4.2.1.9; OpenSSL, which Postfix's DANE uses, refuses it too).
+ */
+function pathProblem(chain: readonly X509Certificate[], anchorIndex: number, now: Date): string | null {
+  for (let i = 0; i <= anchorIndex; i++) {
     const cert = chain[i];
-    const issuer = chain[i + 1];
-    if (!cert || !issuer || !cert.checkIssued(issuer) || !cert.verify(issuer.publicKey)) return false;
+    if (!cert) return 'the presented chain is shorter than the path to the anchor';
+    const what = i === 0 ? 'the certificate' : `the issuing certificate ${cert.subject.replace(/\n/g, ', ')}`;
+    const notBefore = new Date(cert.validFrom);
+    const notAfter = new Date(cert.validTo);
+    if (!(now >= notBefore && now <= notAfter)) return `${what} is outside its dates (${cert.validFrom} to ${cert.validTo})`;
+    if (i === 0) continue;
+    const issued = chain[i - 1];
+    if (!issued || !issued.checkIssued(cert) || !issued.verify(cert.publicKey)) return 'the certificate does not chain to the DANE-TA certificate';
+    // X509Certificate.ca is OpenSSL's X509_check_ca() === 1: basicConstraints with CA:true.
+    if (!cert.ca) return `${what} is not a CA (basicConstraints CA:false or absent) and may not issue certificates`;
+    const constraints = caConstraints(cert.raw);
+    if (constraints === 'malformed') return `${what} has extensions that cannot be read`;
+    if (constraints.keyUsage !== undefined && !constraints.keyUsage.keyCertSign) return `${what} has a keyUsage without keyCertSign and may not issue certificates`;
+    // RFC 5280 section 4.2.1.9: at most pathLen CA certificates below this one, the server's own not counted.
+    if (constraints.pathLen !== undefined && i - 1 > constraints.pathLen) return `${what} allows ${constraints.pathLen} CA certificate(s) below it, the path has ${i - 1}`;
   }
-  return true;
+  return null;
+}
+
+/**
+ * What Node's X509Certificate does not expose: the keyUsage bits
+ * (X509Certificate.keyUsage is the extended key usage) and basicConstraints'
+ * pathLenConstraint, read from the DER. Anything unreadable is 'malformed',
+ * which refuses the path.
+ */
+function caConstraints(der: Buffer): { keyUsage?: { keyCertSign: boolean }; pathLen?: number } | 'malformed' {
+  const extensions = certificateExtensions(der);
+  if (extensions === 'malformed') return 'malformed';
+  const result: { keyUsage?: { keyCertSign: boolean }; pathLen?: number } = {};
+  const keyUsage = extensions.get(OID_KEY_USAGE);
+  if (keyUsage) {
+    const bits = readTlv(keyUsage, 0);
+    if (!bits || bits.tag !== 0x03 || bits.end !== keyUsage.length || bits.end - bits.start < 1) return 'malformed';
+    // Bit 5 (keyCertSign) of the first byte after the unused-bits count: 0x80 >> 5.
+    result.keyUsage = { keyCertSign: bits.end - bits.start >= 2 && ((keyUsage[bits.start + 1] ?? 0) & 0x04) !== 0 };
+  }
+  const basic = extensions.get(OID_BASIC_CONSTRAINTS);
+  if (basic) {
+    const sequence = readTlv(basic, 0);
+    if (!sequence || sequence.tag !== 0x30) return 'malformed';
+    const fields = children(basic, sequence);
+    if (fields === 'malformed') return 'malformed';
+    const integer = fields.find((f) => f.tag === 0x02);
+    if (integer) {
+      const length = integer.end - integer.start;
+      if (length < 1 || length > 4) return 'malformed';
+      result.pathLen = basic.subarray(integer.start, integer.end).readUIntBE(0, length);
+    }
+  }
+  return result;
+}
+
+const OID_KEY_USAGE = '551d0f';
+const OID_BASIC_CONSTRAINTS = '551d13';
+
+interface Tlv {
+  tag: number;
+  /** Where the contents start and end in the buffer. */
+  start: number;
+  end: number;
+}
+
+function readTlv(buf: Buffer, offset: number): Tlv | undefined {
+  const tag = buf[offset];
+  const first = buf[offset + 1];
+  if (tag === undefined || first === undefined) return undefined;
+  let length = first;
+  let start = offset + 2;
+  if (first & 0x80) {
+    const octets = first & 0x7f;
+    if (octets < 1 || octets > 4 || start + octets > buf.length) return undefined;
+    length = buf.readUIntBE(start, octets);
+    start += octets;
+  }
+  const end = start + length;
+  return end <= buf.length ? { tag, start, end } : undefined;
+}
+
+function children(buf: Buffer, parent: Tlv): Tlv[] | 'malformed' {
+  const list: Tlv[] = [];
+  for (let offset = parent.start; offset < parent.end; ) {
+    const child = readTlv(buf, offset);
+    if (!child || child.end > parent.end) return 'malformed';
+    list.push(child);
+    offset = child.end;
+  }
+  return list;
+}
+
+/** The extensions of a certificate, by OID (hex of its DER contents), each the contents of its extnValue. */
+function certificateExtensions(der: Buffer): Map<string, Buffer> | 'malformed' {
+  const certificate = readTlv(der, 0);
+  if (!certificate || certificate.tag !== 0x30) return 'malformed';
+  const tbs = readTlv(der, certificate.start);
+  if (!tbs || tbs.tag !== 0x30) return 'malformed';
+  const fields = children(der, tbs);
+  if (fields === 'malformed') return 'malformed';
+  const map = new Map<string, Buffer>();
+  // [3] EXPLICIT Extensions, the last field of TBSCertificate (RFC 5280 section 4.1).
+  const wrapper = fields.find((f) => f.tag === 0xa3);
+  if (!wrapper) return map;
+  const list = readTlv(der, wrapper.start);
+  if (!list || list.tag !== 0x30) return 'malformed';
+  const extensions = children(der, list);
+  if (extensions === 'malformed') return 'malformed';
+  for (const extension of extensions) {
+    const parts = children(der, extension);
+    if (parts === 'malformed') return 'malformed';
+    const oid = parts[0];
+    const value = parts[parts.length - 1];
+    if (!oid || oid.tag !== 0x06 || !value || value.tag !== 0x04) return 'malformed';
+    const key = der.subarray(oid.start, oid.end).toString('hex');
+    // RFC 5280 section 4.2: a certificate carries each extension once.
+    if (map.has(key)) return 'malformed';
+    map.set(key, der.subarray(value.start, value.end));
+  }
+  return map;
 }

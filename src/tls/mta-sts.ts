@@ -6,6 +6,7 @@
  * redirects, a size cap and one deadline.
  */
 import { request } from 'node:https';
+import { BlockList, isIPv6 } from 'node:net';
 import { rootCertificates } from 'node:tls';
 import type { Resolver } from '../dns/resolver.js';
 import { txtStrings } from '../checks/records.js';
@@ -15,6 +16,13 @@ import type { MtaStsPolicy } from './policy-store.js';
 export const MAX_POLICY_BYTES = 64 * 1024;
 /** RFC 8461 section 3.2: max_age is at most 31557600 seconds (one year). */
 export const MAX_AGE_LIMIT = 31_557_600;
+/**
+ * mx: patterns kept at most: real policies name a handful. With the pattern
+ * length bound (a host name's 253), this bounds what a policy costs in the
+ * store and in TLS-RPT rows, whatever the body (64 KiB) held.
+ */
+export const MAX_MX_PATTERNS = 64;
+const MAX_PATTERN_LENGTH = 253;
 
 export type Discovery = { kind: 'record'; id: string; text: string } | { kind: 'none'; reason: string } | { kind: 'tempfail'; reason: string };
 
@@ -49,9 +57,50 @@ export function parsePolicy(text: string): { ok: true; policy: MtaStsPolicy } | 
   const maxAgeText = fields.get('max_age')?.[0] ?? '';
   if (!/^\d{1,10}$/.test(maxAgeText)) return { ok: false, reason: `max_age is ${JSON.stringify(maxAgeText)}` };
   const maxAge = Math.min(Number(maxAgeText), MAX_AGE_LIMIT);
-  const mx = (fields.get('mx') ?? []).map((p) => p.toLowerCase().replace(/\.$/, ''));
+  // A pattern longer than any host name matches none: dropping it changes no decision.
+  const mx = [...new Set((fields.get('mx') ?? []).map((p) => p.toLowerCase().replace(/\.$/, '')))].filter((p) => p.length > 0 && p.length <= MAX_PATTERN_LENGTH);
+  if (mx.length > MAX_MX_PATTERNS) return { ok: false, reason: `${mx.length} mx: patterns (mailedge keeps at most ${MAX_MX_PATTERNS})` };
   if (mode !== 'none' && mx.length === 0) return { ok: false, reason: 'no mx: line' };
-  return { ok: true, policy: { version: 'STSv1', mode, mx, maxAge, text } };
+  // Only the known fields are kept (RFC 8461 section 3.2: others are ignored), and the text is
+  // rebuilt from them: the body may be 64 KiB of extension lines, kept per domain and in TLS-RPT rows.
+  return { ok: true, policy: { version: 'STSv1', mode, mx, maxAge, text: canonicalPolicyText(mode, mx, maxAge) } };
+}
+
+/** The policy's fields as a policy text (RFC 8461 section 3.2 order, CRLF lines): what is stored and reported. */
+export function canonicalPolicyText(mode: 'enforce' | 'testing' | 'none', mx: readonly string[], maxAge: number): string {
+  return ['version: STSv1', `mode: ${mode}`, ...mx.map((p) => `mx: ${p}`), `max_age: ${maxAge}`, ''].join('\r\n');
+}
+
+/**
+ * Addresses a policy host on the Internet never has: unspecified, loopback,
+ * private (RFC 1918, RFC 6598 shared, IPv6 unique local), link-local, and
+ * IPv4-mapped IPv6 forms of them (BlockList maps those). A recipient domain's
+ * owner must not get mailedge to make HTTPS requests into the sender's own
+ * network (its admin interfaces, cloud metadata at 169.254.169.254).
+ */
+const INTERNAL = new BlockList();
+for (const [network, prefix] of [
+  ['0.0.0.0', 8],
+  ['10.0.0.0', 8],
+  ['100.64.0.0', 10],
+  ['127.0.0.0', 8],
+  ['169.254.0.0', 16],
+  ['172.16.0.0', 12],
+  ['192.168.0.0', 16],
+] as const) {
+  INTERNAL.addSubnet(network, prefix, 'ipv4');
+}
+for (const [network, prefix] of [
+  ['::', 128],
+  ['::1', 128],
+  ['fc00::', 7],
+  ['fe80::', 10],
+] as const) {
+  INTERNAL.addSubnet(network, prefix, 'ipv6');
+}
+
+export function internalAddress(address: string): boolean {
+  return INTERNAL.check(address, isIPv6(address) ? 'ipv6' : 'ipv4');
 }
 
 /** RFC 8461 section 4.1: an exact name, or '*.' standing for exactly one leftmost label. */
@@ -74,6 +123,12 @@ export interface FetchSettings {
   ca: ReadonlyArray<string | Buffer>;
   /** 443 but in tests (edge.tls.mtaSts.port). */
   port: number;
+  /**
+   * Whether a policy host on a loopback, private or link-local address may be
+   * fetched from: only when edge.tls.mtaSts.port is set, which marks a test
+   * world (as edge.mxPort does for MX hosts).
+   */
+  allowInternal: boolean;
   /** The edge's family: the policy host's address records of that family are used. */
   family: 4 | 6;
   localAddress: string | undefined;
@@ -87,6 +142,9 @@ export async function fetchPolicy(domain: string, settings: FetchSettings): Prom
   if (lookup.kind !== 'answer') return { ok: false, reason: `${host} has no IPv${settings.family} address (${lookup.kind})`, resultType: 'sts-policy-fetch-error' };
   const address = lookup.records.flatMap((r) => (r.type === 'A' || r.type === 'AAAA' ? [r.address] : []))[0];
   if (!address) return { ok: false, reason: `${host} has no address`, resultType: 'sts-policy-fetch-error' };
+  if (!settings.allowInternal && internalAddress(address)) {
+    return { ok: false, reason: `${host} resolves to ${address}, a loopback, private or link-local address: a policy host is on the Internet, and mailedge makes no request into its own network for a recipient domain (edge.tls.mtaSts.port, set in tests, allows it)`, resultType: 'sts-policy-fetch-error' };
+  }
   const where = `https://${host}${settings.port === 443 ? '' : `:${settings.port}`}/.well-known/mta-sts.txt`;
   return new Promise((resolve) => {
     let settled = false;

@@ -26,7 +26,7 @@ export interface MtaStsOptions {
   timeout?: number;
   /** Seconds a policy is kept at most, whatever its max_age. Default 31557600 (RFC 8461's limit). */
   maxAge?: number;
-  /** The policy host's port: 443 but in tests. */
+  /** The policy host's port: 443 but in tests. Setting it also allows policy hosts on loopback and private addresses (a test world). */
   port?: number;
 }
 
@@ -35,7 +35,8 @@ export type DnssecMode = 'off' | 'trust-ad';
 export interface ResolvedTlsOptions {
   ca: Array<string | Buffer>;
   verify: boolean;
-  mtaSts: { store: PolicyStore; timeout: number; maxAge: number; port: number } | null;
+  /** `portSet`: edge.tls.mtaSts.port was given, which marks a test world (policy hosts on loopback allowed, src/tls/mta-sts.ts). */
+  mtaSts: { store: PolicyStore; timeout: number; maxAge: number; port: number; portSet: boolean } | null;
   /** 'trust-ad': DANE believes the resolver's AD bit (a validating resolver on this host). */
   dnssec: DnssecMode;
 }
@@ -69,7 +70,7 @@ export function resolveTlsOptions(value: unknown, dnssec: unknown, clock: Clock 
     return pem;
   });
   if (tls.verify !== undefined && typeof tls.verify !== 'boolean') throw new InvalidOptionError('edge.tls.verify', `expected true or false, got ${JSON.stringify(tls.verify)}`);
-  let mtaSts: ResolvedTlsOptions['mtaSts'] = { store: new MemoryPolicyStore({ clock }), timeout: 10_000, maxAge: 31_557_600, port: 443 };
+  let mtaSts: ResolvedTlsOptions['mtaSts'] = { store: new MemoryPolicyStore({ clock }), timeout: 10_000, maxAge: 31_557_600, port: 443, portSet: false };
   if (tls.mtaSts === false) mtaSts = null;
   else if (tls.mtaSts !== undefined && tls.mtaSts !== true) {
     const sts = tls.mtaSts;
@@ -92,6 +93,7 @@ export function resolveTlsOptions(value: unknown, dnssec: unknown, clock: Clock 
       timeout: number('timeout', 2 ** 31 - 1, 10_000),
       maxAge: number('maxAge', 31_557_600, 31_557_600),
       port: number('port', 65_535, 443),
+      portSet: sts.port !== undefined,
     };
   }
   return { ca, verify: tls.verify === true, mtaSts, dnssec: (dnssec as DnssecMode | undefined) ?? 'off' };

@@ -14,7 +14,11 @@ export interface MtaStsPolicy {
   mx: string[];
   /** Seconds, as published. */
   maxAge: number;
-  /** The policy text as fetched, for TLS-RPT's policy-string. */
+  /**
+   * The policy as text, for TLS-RPT's policy-string and evidence: rebuilt from
+   * the fields above (src/tls/mta-sts.ts parsePolicy), not the body as
+   * fetched, so that what is kept per domain is bounded by the fields.
+   */
   text: string;
 }
 
@@ -72,7 +76,7 @@ export class FilePolicyStore extends MemoryPolicyStore {
     }
     if (Array.isArray(saved)) {
       for (const entry of saved) {
-        if (!isStored(entry)) continue;
+        if (!isStoredPolicy(entry)) continue;
         super.set(entry);
         this.domains.add(entry.domain.toLowerCase());
       }
@@ -94,19 +98,28 @@ export class FilePolicyStore extends MemoryPolicyStore {
   }
 }
 
-function isStored(value: unknown): value is StoredPolicy {
+/**
+ * Whether a value read back (from the file, or from any store's get()) is a
+ * whole StoredPolicy: every field that delivery and TLS reporting read, of its
+ * type. An entry from another version, a hand edit or another program's
+ * schema is ignored (the policy is fetched again) rather than used and failing
+ * later, possibly after the MX host has taken the message.
+ */
+export function isStoredPolicy(value: unknown): value is StoredPolicy {
   if (typeof value !== 'object' || value === null) return false;
   const entry = value as Record<string, unknown>;
   const policy = entry.policy as Record<string, unknown> | undefined;
   return (
     typeof entry.domain === 'string' &&
     typeof entry.id === 'string' &&
-    typeof entry.expiresAt === 'number' &&
-    typeof entry.fetchedAt === 'number' &&
+    Number.isFinite(entry.expiresAt) &&
+    Number.isFinite(entry.fetchedAt) &&
     typeof policy === 'object' &&
     policy !== null &&
     (policy.mode === 'enforce' || policy.mode === 'testing' || policy.mode === 'none') &&
     Array.isArray(policy.mx) &&
-    typeof policy.maxAge === 'number'
+    policy.mx.every((pattern) => typeof pattern === 'string') &&
+    Number.isFinite(policy.maxAge) &&
+    typeof policy.text === 'string'
   );
 }

@@ -11,7 +11,7 @@ import type { Clock } from '../cache.js';
 import type { MxHost } from '../routes/mx.js';
 import { lookupTlsa, tlsaName, tlsaRecords, tlsaText, usable, type TlsaRecord } from './dane.js';
 import { discover, fetchPolicy, mxMatches } from './mta-sts.js';
-import type { StoredPolicy } from './policy-store.js';
+import { isStoredPolicy, type StoredPolicy } from './policy-store.js';
 import type { ResolvedTlsOptions } from './options.js';
 import { TlsPolicyError, type TlsAttempt, type TlsRequirement } from './outcome.js';
 import { TlsReporter, type PolicyRef, type ResultType, type TlsRptReport } from './report.js';
@@ -82,7 +82,11 @@ export class TlsPolicies {
       // A failing custom store must not fail the delivery: the policy is then fetched as on first contact.
       storedRaw = undefined;
     }
-    const stored = storedRaw && storedRaw.expiresAt > now ? storedRaw : undefined;
+    // Whatever a store returns (a custom one, a file from another version or edited by hand) is checked
+    // as the file store checks its file: an entry that is not a policy is ignored and the policy fetched
+    // again, rather than failing later, possibly after the MX host has taken the message.
+    const valid = isStoredPolicy(storedRaw) && storedRaw.domain.toLowerCase() === domain ? storedRaw : undefined;
+    const stored = valid && valid.expiresAt > now ? valid : undefined;
     const use = (entry: StoredPolicy, notes: string[]): DomainPolicy =>
       entry.policy.mode === 'none'
         ? none([...notes, 'MTA-STS policy mode: none'], { mode: 'none', sts: entry, maxAge: entry.policy.maxAge })
@@ -98,6 +102,7 @@ export class TlsPolicies {
       timeout: sts.timeout,
       ca: this.settings.tls.ca,
       port: sts.port,
+      allowInternal: sts.portSet,
       family: this.settings.family(),
       localAddress: this.settings.localAddress,
     });
@@ -124,10 +129,11 @@ export class TlsPolicies {
     if (dane.kind === 'tempfail') {
       return { kind: 'skip', dane: true, error: new TlsPolicyError('DANE_TLSA_TEMPFAIL', `the TLSA lookup for ${tlsaName(exchange)} failed (${dane.reason}): ${exchange} is deferred rather than used without DANE`, exchange, { evidence: [`${tlsaName(exchange)} TLSA: ${dane.reason}`] }) };
     }
-    if (dane.kind === 'unusable') {
-      // RFC 7672 section 2.2: validated TLSA records, none usable: TLS stays mandatory, without authentication.
-      return { kind: 'use', dane: false, tlsa: [], attempt: { requirement: { kind: 'encrypt', policy: 'dane', host: exchange }, ca } };
-    }
+    // RFC 7672 section 2.2: validated TLSA records, none usable: TLS stays mandatory, without authentication.
+    // That is a floor, not a policy: it never replaces a stronger demand (MTA-STS enforce, edge.tls.verify,
+    // requireTLS), which no DANE authentication took the place of.
+    const unusable = dane.kind === 'unusable';
+    const encrypt: HostPlan = { kind: 'use', dane: false, tlsa: [], attempt: { requirement: { kind: 'encrypt', policy: 'dane', host: exchange }, ca } };
     if (dane.kind === 'records') {
       return { kind: 'use', dane: true, tlsa: dane.records, attempt: { requirement: { kind: 'dane', policy: 'dane', host: exchange, tlsa: dane.records }, ca } };
     }
@@ -136,17 +142,32 @@ export class TlsPolicies {
         evidence: [`https://mta-sts.${domain}/.well-known/mta-sts.txt (id ${policy.sts?.id ?? '?'}):`, ...(policy.sts?.policy.text.trim().split(/\r?\n/).map((l) => `  ${l}`) ?? [])],
       });
       if (policy.mode === 'enforce') return { kind: 'skip', dane: false, error };
+      if (unusable) return { ...encrypt, outsidePolicy: error.message };
       return { kind: 'use', dane: false, tlsa: [], attempt: { requirement: { kind: 'opportunistic', policy: 'mta-sts', host: exchange }, ca }, outsidePolicy: error.message };
     }
     let requirement: TlsRequirement;
     if (policy.kind === 'mta-sts' && policy.mode === 'enforce') requirement = { kind: 'webpki', policy: 'mta-sts', host: exchange };
     else if (this.settings.tls.verify || this.settings.requireTLS) requirement = { kind: 'webpki', policy: policy.kind === 'mta-sts' ? 'mta-sts' : 'opportunistic', host: exchange };
+    else if (unusable) return encrypt;
     else requirement = { kind: 'opportunistic', policy: policy.kind === 'mta-sts' ? 'mta-sts' : 'opportunistic', host: exchange };
     return { kind: 'use', dane: false, tlsa: [], attempt: { requirement, ca } };
   }
 
-  /** Counts the session for TLS reporting (RFC 8460), by the policy it was held to. */
+  /**
+   * Counts the session for TLS reporting (RFC 8460), by the policy it was held
+   * to. Never throws: it runs after the MX host may have taken the message,
+   * and a report is never worth turning a delivery into a failure (the
+   * application would send the message again).
+   */
   record(domain: string, policy: DomainPolicy, plan: HostPlan, outcome: { attempt?: TlsAttempt; error?: unknown; sourceAddress?: string }): void {
+    try {
+      this.count(domain, policy, plan, outcome);
+    } catch {
+      // Only this session's row is lost.
+    }
+  }
+
+  private count(domain: string, policy: DomainPolicy, plan: HostPlan, outcome: { attempt?: TlsAttempt; error?: unknown; sourceAddress?: string }): void {
     const ref = this.policyRef(policy, plan.kind === 'use' ? plan.tlsa : []);
     if (ref.type === 'no-policy-found' && !policy.fetchFailed) {
       this.reporter.success(domain, ref);

@@ -31,7 +31,12 @@ export interface StartTlsSettings {
   timeout: number;
   /** Nodemailer's ignoreTLS: never STARTTLS (refused by a mandatory policy). */
   ignoreTLS: boolean;
-  /** Runs once the greeting is in, before any EHLO (mailedge's or Nodemailer's): throws when the name no longer stands. */
+  /**
+   * Throws when the name no longer stands. Runs once the greeting is in,
+   * before mailedge's EHLO, and again right before the handover when
+   * mailedge has said EHLO: the receiver chooses how long its EHLO and
+   * STARTTLS replies and the handshake take, and Nodemailer's EHLO follows.
+   */
   beforeEhlo?: () => Promise<void>;
 }
 
@@ -48,9 +53,33 @@ interface Reply {
 }
 
 /** What Nodemailer's error for a connection that ended before the transaction looks like. */
-function connectionError(message: string, code: 'ECONNECTION' | 'ETIMEDOUT'): Error {
+function connectionError(message: string, code: 'ECONNECTION' | 'ETIMEDOUT' | 'EPROTOCOL'): Error {
   return markNeverConnected(Object.assign(new Error(message), { code, command: 'CONN' }));
 }
+
+/**
+ * A greeting other than 220, as Nodemailer would have reported it (EPROTOCOL,
+ * response, responseCode, command CONN), so that applications and
+ * src/routes/direct.ts see the same error as before mailedge read greetings:
+ * 4xx passes to the next MX host, 5xx ends the domain (RFC 5321 section 5.1).
+ * Anything else (2xx or 3xx other than 220, no code at all) is no SMTP
+ * greeting: nothing was said, so it is a connection failure and the next MX
+ * host is tried. Refused here rather than by Nodemailer, because a refused
+ * greeting must never lead to a handed-over plain socket (see negotiate).
+ */
+function greetingError(greeting: Reply): Error {
+  const response = greeting.lines.join('\n');
+  const error = Object.assign(new Error(`Invalid greeting. response=${response}: ${response}`), {
+    code: 'EPROTOCOL',
+    response,
+    command: 'CONN',
+    ...(greeting.code >= 400 && greeting.code < 600 ? { responseCode: greeting.code } : {}),
+  });
+  return greeting.code >= 500 && greeting.code < 600 ? error : markNeverConnected(error);
+}
+
+/** Sockets mailedge said QUIT on: they close on their own (quit's timer), so the QUIT is not cut off by a destroy. */
+const quitting = new WeakSet<Socket>();
 
 class ReplyReader {
   private buffer = Buffer.alloc(0);
@@ -67,7 +96,14 @@ class ReplyReader {
       };
       const onData = (chunk: Buffer): void => {
         this.buffer = Buffer.concat([this.buffer, chunk]);
-        const reply = this.take();
+        let reply: Reply | undefined;
+        try {
+          reply = this.take();
+        } catch (err) {
+          cleanup();
+          reject(err);
+          return;
+        }
         if (reply) {
           cleanup();
           resolve(reply);
@@ -91,7 +127,14 @@ class ReplyReader {
       this.socket.on('data', onData);
       this.socket.once('error', onError);
       this.socket.once('close', onClose);
-      const ready = this.take();
+      let ready: Reply | undefined;
+      try {
+        ready = this.take();
+      } catch (err) {
+        cleanup();
+        reject(err);
+        return;
+      }
       if (ready) {
         cleanup();
         resolve(ready);
@@ -101,7 +144,13 @@ class ReplyReader {
     });
   }
 
-  /** One complete reply (its last line "ddd text"), or undefined. */
+  /**
+   * One complete reply (its last line "ddd text"), or undefined; throws on a
+   * reply whose lines carry different codes. RFC 5321 section 4.2.1: every
+   * line of a reply has the same code. A reply "220-x / 554 y" is read as 554
+   * by the last line and as 220 by Nodemailer (its first three characters): a
+   * receiver, or whoever is on the path, must not get to choose which.
+   */
   private take(): Reply | undefined {
     const text = this.buffer.toString('latin1');
     // Lines are kept escaped: a receiver's text goes into errors, evidence and logs.
@@ -116,7 +165,11 @@ class ReplyReader {
       if (!/^\d{3}-/.test(line)) {
         const raw = this.buffer.subarray(0, offset);
         this.buffer = this.buffer.subarray(offset);
-        return { code: Number(line.slice(0, 3)) || 0, lines, raw: Buffer.from(raw) };
+        const code = line.slice(0, 3);
+        if (lines.some((l) => l.slice(0, 3) !== code)) {
+          throw connectionError(`the server's reply carries different codes on its lines (${lines.map((l) => l.slice(0, 3)).join(', ')}), which RFC 5321 section 4.2.1 forbids: ${lines.join(' / ')}`, 'EPROTOCOL');
+        }
+        return { code: /^\d{3}$/.test(code) ? Number(code) : 0, lines, raw: Buffer.from(raw) };
       }
     }
   }
@@ -131,7 +184,8 @@ function codeFor(requirement: TlsRequirement, what: 'starttls' | 'certificate'):
   return what === 'starttls' ? 'MTA_STS_STARTTLS_MISSING' : 'MTA_STS_CERT_INVALID';
 }
 
-function quit(socket: Socket): void {
+function quit(socket: Socket, ...under: Socket[]): void {
+  for (const s of [socket, ...under]) quitting.add(s);
   // Nobody listens to this socket any more: a reset while it closes must not become an uncaught 'error'.
   socket.on('error', () => undefined);
   if (!socket.destroyed && socket.writable) socket.end('QUIT\r\n');
@@ -161,7 +215,7 @@ export async function negotiateTls(socket: Socket, settings: StartTlsSettings): 
     return handover;
   } catch (err) {
     // A refusal has already said QUIT; anything else leaves a socket nobody will use.
-    if (!(err instanceof TlsPolicyError)) socket.destroy();
+    if (!(err instanceof TlsPolicyError) && !quitting.has(socket)) socket.destroy();
     throw err;
   }
 }
@@ -170,26 +224,53 @@ async function negotiate(socket: Socket, settings: StartTlsSettings): Promise<Ha
   const { attempt, timeout } = settings;
   const requirement = attempt.requirement;
   const host = requirement.host.replace(/\.$/, '');
-  const plain = (greeting: Buffer, extra: Handover['options'] = {}): Handover => {
-    attempt.outcome = { version: null, cipher: null, authorized: false, policy: 'none' };
-    socket.pause();
-    socket.unshift(greeting);
-    return { connection: socket, options: extra };
-  };
   const refuse = (code: ReturnType<typeof codeFor>, message: string, evidence: string[], outcome?: TlsOutcome): never => {
     throw new TlsPolicyError(code, message, host, { evidence, ...(outcome ? { outcome } : {}) });
   };
 
   const reader = new ReplyReader(socket);
   const greeting = await reader.read(timeout);
+  // A refusing greeting ends the connection here, whatever the policy: a socket handed over
+  // after it would be read by Nodemailer, whose reading of the reply is not this one.
+  if (greeting.code !== 220) {
+    quit(socket);
+    throw greetingError(greeting);
+  }
   await settings.beforeEhlo?.();
-  // A refusing greeting is Nodemailer's to report (and the next MX host's turn on 4xx).
-  if (greeting.code !== 220) return plain(greeting.raw);
-  if (settings.ignoreTLS && !mandatory(requirement)) return plain(greeting.raw);
+  /** Set once mailedge has said EHLO: from then on the receiver has had time in which the name may have gone. */
+  let ehloSent = false;
+
+  /** Gives Nodemailer the connection with the server's greeting in front, once the name still stands. */
+  const handOver = async (connection: Socket, options: Handover['options']): Promise<Handover> => {
+    if (ehloSent && settings.beforeEhlo) {
+      try {
+        await settings.beforeEhlo();
+      } catch (err) {
+        quit(connection, socket);
+        throw err;
+      }
+    }
+    connection.pause();
+    connection.unshift(greeting.raw);
+    return { connection, options };
+  };
+  const plain = (extra: Handover['options'] = {}): Promise<Handover> => {
+    // Never reached under a mandatory requirement (every path there refuses first); kept as the
+    // last guard, since a plain socket handed over under a policy is the downgrade itself.
+    if (mandatory(requirement)) {
+      quit(socket);
+      refuse(codeFor(requirement, 'starttls'), `${host}: no TLS session, which the ${requirement.policy} policy requires`, []);
+    }
+    attempt.outcome = { version: null, cipher: null, authorized: false, policy: 'none' };
+    return handOver(socket, extra);
+  };
+
+  if (settings.ignoreTLS && !mandatory(requirement)) return plain();
   // The retry after a failed opportunistic handshake (src/routes/direct.ts): clear text, and Nodemailer must not try again.
-  if (attempt.cleartext && !mandatory(requirement)) return plain(greeting.raw, { ignoreTLS: true });
+  if (attempt.cleartext && !mandatory(requirement)) return plain({ ignoreTLS: true });
 
   socket.write(`EHLO ${settings.name}\r\n`);
+  ehloSent = true;
   const ehlo = await reader.read(timeout);
   const offered = ehlo.code === 250 && ehlo.lines.some((line) => /^250[ -]STARTTLS\b/i.test(line));
   if (!offered) {
@@ -197,7 +278,7 @@ async function negotiate(socket: Socket, settings: StartTlsSettings): Promise<Ha
       quit(socket);
       refuse(codeFor(requirement, 'starttls'), `${host} does not offer STARTTLS, which the ${requirement.policy} policy requires`, [`EHLO ${settings.name}`, ...ehlo.lines]);
     }
-    return plain(greeting.raw);
+    return plain();
   }
 
   socket.write('STARTTLS\r\n');
@@ -208,7 +289,7 @@ async function negotiate(socket: Socket, settings: StartTlsSettings): Promise<Ha
       refuse(codeFor(requirement, 'starttls'), `${host} refused STARTTLS (${ready.lines.join(' ')}), which the ${requirement.policy} policy requires`, ['STARTTLS', ...ready.lines]);
     }
     // The session is still clear text; Nodemailer must not try again.
-    return plain(greeting.raw, { ignoreTLS: true });
+    return plain({ ignoreTLS: true });
   }
 
   const secured = await handshake(socket, host, attempt.ca, timeout);
@@ -221,7 +302,7 @@ async function negotiate(socket: Socket, settings: StartTlsSettings): Promise<Ha
     if (!verdict.ok) {
       const outcome: TlsOutcome = { ...base, authorized: false, failure: verdict.reason };
       attempt.outcome = outcome;
-      quit(secured);
+      quit(secured, socket);
       refuse('DANE_NO_MATCH', `${host}: ${verdict.reason}`, [`_25._tcp.${host} TLSA`, ...requirement.tlsa.map((r) => `  ${r.usage} ${r.selector} ${r.matchingType} ${r.data}`)], outcome);
     }
     attempt.outcome = { ...base, authorized: true };
@@ -229,13 +310,12 @@ async function negotiate(socket: Socket, settings: StartTlsSettings): Promise<Ha
     const failure = webPkiFailure(secured, host);
     attempt.outcome = { ...base, authorized: failure === null, ...(failure === null ? {} : { failure }) };
     if (failure !== null && requirement.kind === 'webpki') {
-      quit(secured);
+      quit(secured, socket);
       refuse('MTA_STS_CERT_INVALID', `${host}: ${failure}`, [`certificate of ${host}: ${secured.getPeerCertificate().subjectaltname ?? 'no subjectAltName'}`], attempt.outcome);
     }
   }
-  secured.pause();
-  secured.unshift(greeting.raw);
-  return { connection: secured as Socket, options: { secure: true, secured: true } };
+  // Nodemailer's EHLO over TLS comes next: the name is decided again after the STARTTLS reply and the handshake.
+  return handOver(secured as Socket, { secure: true, secured: true });
 }
 
 /** OpenSSL's and Node's verification codes in words; the code itself is kept beside them. */
