@@ -381,7 +381,7 @@ export const CODES = Object.freeze({
     scope: 'message',
     permanent: false,
     severity: 'warn',
-    meaning: "The message would fail DMARC, but the From domain's policy is p=none: it is delivered, and the failure shows in the domain's DMARC reports.",
+    meaning: "The message would fail DMARC, but the From domain's policy is p=none, or applies to a sample only (pct below 100, RFC 7489 section 6.6.4): it is delivered (or may be), and the failure shows in the domain's DMARC reports.",
     fix: "Sign with DKIM d= the From domain, or use a MAIL FROM in its organisational domain, before the domain moves to p=quarantine or p=reject.",
   },
   AUTH_DOWNSTREAM: {

@@ -57,6 +57,11 @@ export function checkAuthentication(judgement: Judgement, options: Authenticatio
   // As the envelope checks: our resolver failing says nothing of the receiver's, so an open verdict warns and the mail goes.
   if (dmarc.result === 'temperror') return result('warn', 'DNS_TEMPFAIL', `DMARC: ${dmarc.reason ?? 'temporary DNS failure'}`, `Retry later; if it persists, check that the resolvers in edge.dns.servers answer for _dmarc.${from}.`);
   if (spf?.result === 'temperror' && !dkimPass) return result('warn', 'DNS_TEMPFAIL', `SPF of ${spf.domain}: temperror (${spf.comment})`, `Retry later; if it persists, check that the resolvers in edge.dns.servers answer for ${spf.domain}.`);
+  // pct= below 100 applies the policy to a sample only (RFC 7489 section 6.6.4): no prediction can say this message is in it.
+  const pct = prepared.dmarcRecord?.kind === 'record' ? prepared.dmarcRecord.pct : 100;
+  if (dmarc.result === 'fail' && (dmarc.policy === 'reject' || dmarc.policy === 'quarantine') && pct < 100) {
+    return result('warn', 'DMARC_FAIL_MONITORED', `dmarc=fail under p=${dmarc.policy}; pct=${pct} for ${from}: the policy applies to ${pct}% of failing messages: ${dmarc.reason ?? ''}`, fixes());
+  }
   if (dmarc.result === 'fail' && (dmarc.policy === 'reject' || dmarc.policy === 'quarantine')) {
     return result('fail', 'DMARC_FAIL', `dmarc=fail under p=${dmarc.policy} for ${from}: ${dmarc.reason ?? ''}; the receiver would ${dmarc.policy === 'reject' ? 'reject it (Gmail: 550 5.7.26)' : 'put it in spam'}`, fixes());
   }
@@ -76,6 +81,9 @@ export function checkAuthentication(judgement: Judgement, options: Authenticatio
   if (dmarc.result === 'fail') return result('warn', 'DMARC_FAIL_MONITORED', `dmarc=fail under p=none for ${from}: ${dmarc.reason ?? ''}`, fixes());
   if ((dmarc.result === 'none' || dmarc.result === 'permerror') && options.dmarcReportedElsewhere) {
     return result('pass', null, `dmarc=${dmarc.result} for ${from} (the dmarc check reports the record)`, null);
+  }
+  if (dmarc.result === 'none' && prepared.dmarcRecord?.kind === 'permerror') {
+    return result('warn', 'DMARC_INVALID', `the DMARC record cannot be applied: ${dmarc.reason ?? ''}`, `Keep exactly one TXT record starting with "v=DMARC1; p=" at _dmarc.${organisationalDomain(from)}. ${ownerNote(organisationalDomain(from))}`);
   }
   if (dmarc.result === 'none') {
     const org = organisationalDomain(from);

@@ -13,11 +13,21 @@ import { organisationalDomain, type AlignmentMode } from './alignment.js';
 export type DmarcPolicy = 'none' | 'quarantine' | 'reject';
 
 export type DmarcRecordOutcome =
-  | { kind: 'record'; owner: string; text: string; policy: DmarcPolicy; adkim: AlignmentMode; aspf: AlignmentMode; evidence: string[] }
+  | {
+      kind: 'record';
+      owner: string;
+      text: string;
+      policy: DmarcPolicy;
+      /** pct=, 0 to 100 (default 100): the share of failing messages the policy is applied to (RFC 7489 section 6.6.4). */
+      pct: number;
+      adkim: AlignmentMode;
+      aspf: AlignmentMode;
+      evidence: string[];
+    }
   /** No record at the domain nor at its organisational domain: DMARC "none". */
   | { kind: 'none'; evidence: string[] }
   /** Several records, or one without a usable p=: receivers apply none of them (RFC 7489 "permerror"). */
-  | { kind: 'permerror'; owner: string; reason: string; evidence: string[] }
+  | { kind: 'permerror'; owner: string; reason: string; evidence: string[]; /** Several records: RFC 7489 section 6.6.3 says DMARC is then not applied at all (result none). */ multiple: boolean }
   | { kind: 'temperror'; reason: string; evidence: string[] };
 
 const POLICIES: readonly DmarcPolicy[] = ['none', 'quarantine', 'reject'];
@@ -38,15 +48,19 @@ export async function findDmarcRecord(domain: string, resolver: Resolver, signal
     const records = txtStrings(lookup).filter((t) => /^v\s*=\s*DMARC1\s*(;|$)/i.test(t.trim()));
     if (records.length === 0) continue;
     const [text] = records;
-    if (records.length > 1 || text === undefined) return done({ kind: 'permerror', owner, reason: `${records.length} DMARC records at ${owner}`, evidence });
+    if (records.length > 1 || text === undefined) return done({ kind: 'permerror', owner, reason: `${records.length} DMARC records at ${owner}`, evidence, multiple: true });
     const tags = parseTags(text);
     const p = POLICIES.find((x) => x === tags.get('p')?.toLowerCase());
     const sp = POLICIES.find((x) => x === tags.get('sp')?.toLowerCase());
-    if (p === undefined) return done({ kind: 'permerror', owner, reason: `no valid p= in the DMARC record at ${owner}`, evidence });
+    if (p === undefined) return done({ kind: 'permerror', owner, reason: `no valid p= in the DMARC record at ${owner}`, evidence, multiple: false });
     // RFC 7489 section 6.3: sp= is for subdomains, read from the organisational domain's record.
     const policy = candidate !== domain && sp !== undefined ? sp : p;
     const mode = (tag: string): AlignmentMode => (tags.get(tag)?.toLowerCase() === 's' ? 's' : 'r');
-    return done({ kind: 'record', owner, text, policy, adkim: mode('adkim'), aspf: mode('aspf'), evidence });
+    // An unreadable pct= is ignored, as receivers ignore an invalid tag: the policy applies in full.
+    const pctText = tags.get('pct');
+    const pctValue = pctText !== undefined && /^\d{1,3}$/.test(pctText.trim()) ? Number(pctText.trim()) : 100;
+    const pct = pctValue <= 100 ? pctValue : 100;
+    return done({ kind: 'record', owner, text, policy, pct, adkim: mode('adkim'), aspf: mode('aspf'), evidence });
   }
   return done({ kind: 'none', evidence: lookups.map((l) => digLine(l)) });
 }

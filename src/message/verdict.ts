@@ -20,7 +20,8 @@ import { aligned } from './alignment.js';
 import { DkimVerifier, type DkimOutcome, type DkimResultName } from './dkim.js';
 import { findDmarcRecord, type DmarcPolicy, type DmarcRecordOutcome } from './dmarc-record.js';
 import { authenticationResultsHeader } from './header.js';
-import { domainOf, readHeaders, type MessageHeaders } from './headers.js';
+import { domainOf, readHeaderBlock, readHeaders, type MessageHeaders } from './headers.js';
+import { compiledHeaders } from './compiled.js';
 import { SpfEvaluator, type SpfOutcome } from './spf.js';
 
 export type ReceiverKind = 'final' | 'relay';
@@ -41,7 +42,8 @@ export interface Authentication {
 
 /** What the message alone decides, before an edge is chosen. */
 export interface PreparedMessage {
-  raw: Buffer;
+  /** The rendered bytes, verified and sent; undefined when the verdict came from the compiled headers (Nodemailer streams the message). */
+  raw?: Buffer;
   headers: MessageHeaders;
   /** MAIL FROM: false for the null sender. */
   mailFrom: string | false;
@@ -86,6 +88,33 @@ export class MessageAuthenticator {
     // A per-message dkim option replaces the transport's, as in Nodemailer.
     const keys = mail.data.dkim ? dkimKeys(mail.data.dkim) : this.transportKeys;
     return this.prepareRaw(raw, mail.message.getEnvelope().from || false, keys, signal);
+  }
+
+  /**
+   * The message's part of the verdict without rendering it, when nothing in it
+   * needs the bytes: the header block from Nodemailer's compiled message and
+   * DKIM verdicts kept for the same signature shape and key record answer.
+   * Undefined when the message has to be rendered (src/message/compiled.ts
+   * says when the header block cannot be known; a signature shape or key
+   * record answer not verified in full yet).
+   */
+  async prepareCompiled(mail: MailMessage, signal: AbortSignal): Promise<PreparedMessage | undefined> {
+    const compiled = compiledHeaders(mail);
+    if (!compiled) return undefined;
+    const headers = readHeaderBlock(
+      compiled.block,
+      compiled.signatures.map((value) => ({ name: 'dkim-signature', value })),
+    );
+    // A DKIM-Signature field of the caller's own (a signature mailedge did not make) needs the bytes.
+    if (headers.get('dkim-signature').length !== compiled.signatures.length) return undefined;
+    const keys = mail.data.dkim ? dkimKeys(mail.data.dkim) : this.transportKeys;
+    const dkim = await this.dkim.fromCache(headers, keys, signal);
+    if (!dkim) return undefined;
+    const mailFrom = mail.message.getEnvelope().from || false;
+    const single = headers.fromFields === 1 && headers.from.length === 1 ? headers.from[0] : undefined;
+    const fromDomain = single === undefined ? undefined : domainOf(single);
+    const dmarcRecord = fromDomain === undefined ? undefined : await this.dmarcRecord(fromDomain, signal);
+    return { headers, mailFrom, dkim, fromDomain, dmarcRecord };
   }
 
   /** The same from rendered bytes alone: `mailFrom` false for the null sender, `keys` the private keys that signed. */
@@ -145,7 +174,8 @@ function dmarcVerdict(prepared: PreparedMessage, spf: SpfOutcome | undefined, re
     case 'temperror':
       return { result: 'temperror', domain, policy: null, alignedBy: null, reason: record.reason };
     case 'permerror':
-      return { result: 'permerror', domain, policy: null, alignedBy: null, reason: record.reason };
+      // Several records: the receiver applies none of them and writes dmarc=none (RFC 7489 section 6.6.3).
+      return { result: record.multiple ? 'none' : 'permerror', domain, policy: null, alignedBy: null, reason: record.reason };
     case 'record':
       break;
   }
