@@ -53,6 +53,8 @@ const MESSAGES = Number(flag(args, 'messages') ?? 5000);
 const ROUNDS = Number(flag(args, 'rounds') ?? 3);
 const CONCURRENCY = Number(flag(args, 'concurrency') ?? 50);
 const JSON_OUTPUT = args.includes('--json');
+/** --modes pooled,pooled-dkim: only those runs (a quicker comparison on a busy machine). */
+const MODES = (flag(args, 'modes') ?? 'pooled,unpooled,pooled-dkim').split(',').filter((m): m is Mode => m === 'pooled' || m === 'unpooled' || m === 'pooled-dkim');
 
 let runCount = 0;
 
@@ -169,7 +171,7 @@ async function main(): Promise<void> {
   const world = await startWorldProcess(BENCH_ZONE + AUTH_ZONE);
   const results: RunResult[] = [];
   try {
-    for (const mode of ['pooled', 'unpooled', 'pooled-dkim'] as const) {
+    for (const mode of MODES) {
       for (let round = 0; round < ROUNDS; round++) {
         const order: Kind[] = round % 2 === 0 ? ['raw', 'mailedge'] : ['mailedge', 'raw'];
         for (const kind of order) {
@@ -181,7 +183,7 @@ async function main(): Promise<void> {
     }
     const cold = await coldPreflight(world, 20);
     const prediction = await predictionCost(world);
-    const summary = (['pooled', 'unpooled', 'pooled-dkim'] as const).map((mode) => {
+    const summary = MODES.map((mode) => {
       const of = (kind: Kind) => results.filter((r) => r.mode === mode && r.kind === kind);
       const raw = of('raw');
       const edge = of('mailedge');

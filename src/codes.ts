@@ -368,6 +368,14 @@ export const CODES = Object.freeze({
     meaning: "The DMARC record cannot be used as published: several v=DMARC1 records, or no valid p= tag, so receivers apply no policy (RFC 7489 section 6.6.3).",
     fix: "Keep one TXT record at _dmarc.<domain> starting with \"v=DMARC1; p=\" and none, quarantine or reject.",
   },
+  STARTTLS_NOT_USED: {
+    kind: 'warning',
+    scope: 'message',
+    permanent: false,
+    severity: 'warn',
+    meaning: "The relay offered STARTTLS but the message went in clear text (ignoreTLS, or a failed STARTTLS under opportunisticTLS): Gmail's and Yahoo's sender guidelines ask for TLS when the receiver offers it. info.tls is null for such a message.",
+    fix: "Remove ignoreTLS, or set requireTLS: true to refuse clear text; trust the relay's CA with tls: { ca } rather than turning TLS off.",
+  },
   DKIM_TESTING: {
     kind: 'warning',
     scope: 'message',

@@ -5,6 +5,7 @@ export type { SmtpSendError } from './send-error.js';
 export { preflight } from './preflight.js';
 // Message identity (issue 11): info.authentication, err.authentication, report.authentication; preflight's sample message.
 export type { Authentication } from './message/verdict.js';
+export type { WireTls } from './routes/wire-tls.js';
 export type { SampleMessage } from './message/predict.js';
 export type { PreflightCallOptions } from './preflight.js';
 export type { MailedgeOptions, EdgeOptions, EdgeDnsOptions, EdgeMode, EdgeFamily, PoolMemberOptions } from './options.js';

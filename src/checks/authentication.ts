@@ -173,3 +173,27 @@ function publishedKey(key: DkimKeyOptions): string | undefined {
     return undefined;
   }
 }
+
+/**
+ * The sender requirement "TLS to the receiver when it offers STARTTLS"
+ * (Gmail's and Yahoo's guidelines for all senders), judged once the message
+ * is sent, from the connection that carried it (src/routes/wire-tls.ts).
+ * A warning, whatever the check's severity: the bytes have already gone, and
+ * no receiver refuses a message for it (Gmail shows it as not encrypted);
+ * Nodemailer's `requireTLS: true` is what makes TLS mandatory before sending.
+ */
+export function checkTransportTls(carried: { tls: unknown; offered: boolean | null }, receiver: string): CheckVerdict {
+  const expected = 'TLS to the receiver when it offers STARTTLS';
+  if (carried.tls !== null || carried.offered !== true) {
+    return { id: 'authentication', status: 'pass', expected, actual: carried.tls !== null ? `sent over TLS to ${receiver}` : `${receiver} does not offer STARTTLS`, code: null, hint: null, evidence: [] };
+  }
+  return {
+    id: 'authentication',
+    status: 'warn',
+    expected,
+    actual: `${receiver} offers STARTTLS, but the message went in clear text (ignoreTLS, or a STARTTLS that failed under opportunisticTLS)`,
+    code: 'STARTTLS_NOT_USED',
+    hint: "Remove ignoreTLS (Nodemailer then uses STARTTLS when offered), or set requireTLS: true to refuse to send in clear text; if the relay's certificate is not trusted, add its CA with tls: { ca } instead of turning TLS off. Gmail's and Yahoo's sender guidelines ask for TLS; Gmail marks clear-text mail as not encrypted rather than refusing it.",
+    evidence: [`${receiver}: 250-STARTTLS offered in the EHLO reply; the message was written on the clear-text connection`],
+  };
+}

@@ -14,7 +14,10 @@
  * TTL ran out) or the signed header set differs, the message is verified in
  * full again. Nodemailer signs every message with the same code and key, so
  * a body that verified once verifies again; what can change is the key
- * record and which headers the signature covers.
+ * record and which headers the signature covers. Only the fields Nodemailer's
+ * signer adds (the topmost, one per configured key, in order) are mailedge's
+ * own; any other field is verified in full every time. A message whose kept
+ * verdicts all stand is not even rendered (fromCache, src/message/compiled.ts).
  */
 import { createHash } from 'node:crypto';
 import type { DKIMVerifyOptions, DKIMVerifyResult } from 'mailauth';
@@ -72,6 +75,7 @@ const MAX_SHAPES = 1_000;
 
 export class DkimVerifier {
   private readonly kept: Cache<string, Kept>;
+  private readonly parsed = new Map<string, Map<string, string>>();
 
   constructor(
     private readonly resolver: Resolver,
@@ -80,31 +84,40 @@ export class DkimVerifier {
     this.kept = new Cache({ name: 'dkim verdicts', max: MAX_SHAPES, clock });
   }
 
+  /**
+   * The verdicts kept for every signature of a message whose bytes are not
+   * rendered (src/message/compiled.ts): undefined unless each signature is one
+   * of ours, of a shape verified in full before, against the key record answer
+   * the resolver holds now. The caller then renders and calls verify().
+   */
+  async fromCache(headers: MessageHeaders, keys: readonly DkimKeyOptions[], signal: AbortSignal): Promise<DkimOutcome | undefined> {
+    const fields = headers.get('dkim-signature');
+    if (fields.length === 0) return { signatures: [], evidence: () => [], verifiedInFull: 0 };
+    const shapes = this.shapesOf(fields, keys, true);
+    if (shapes.some((s) => !s.own || this.kept.get(s.shape) === undefined)) return undefined;
+    const { cached, evidence } = await this.cachedFor(shapes, signal);
+    return cached.every((v) => v !== undefined) ? { signatures: cached as DkimSignatureVerdict[], evidence, verifiedInFull: 0 } : undefined;
+  }
+
   async verify(raw: Buffer, headers: MessageHeaders, keys: readonly DkimKeyOptions[], signal: AbortSignal): Promise<DkimOutcome> {
     const fields = headers.get('dkim-signature');
     if (fields.length === 0) return { signatures: [], evidence: () => [], verifiedInFull: 0 };
-    const shapes = fields.map((value) => {
-      const tags = signatureTags(value);
-      const domain = (tags.get('d') ?? '').toLowerCase();
-      const selector = (tags.get('s') ?? '').toLowerCase();
-      const key = keys.find((k) => k.domainName.toLowerCase() === domain && k.keySelector.toLowerCase() === selector);
-      const shape = [domain, selector, tags.get('a'), tags.get('c'), (tags.get('h') ?? '').toLowerCase(), key ? fingerprint(key.privateKey) : 'foreign'].join('|');
-      return { domain, selector, shape, own: key !== undefined };
-    });
-    // The key records as the resolver has them now: a cache read in the common case.
-    const records = await Promise.all(shapes.map((s) => this.resolver.lookup(`${s.selector}._domainkey.${s.domain}`, 'TXT', signal)));
-    const evidence = (): string[] => records.map((l) => digLine(l));
-    const cached = shapes.map((s, i) => {
-      const kept = s.own ? this.kept.get(s.shape) : undefined;
-      return kept && kept.lookup === records[i] ? kept.verdict : undefined;
-    });
+    const shapes = this.shapesOf(fields, keys);
+    const { records, cached, evidence } = await this.cachedFor(shapes, signal);
     if (cached.every((v) => v !== undefined)) return { signatures: cached as DkimSignatureVerdict[], evidence, verifiedInFull: 0 };
 
     const verify = await loadVerify();
     const lookups: Lookup[] = [];
     const result = await verify(raw, { resolver: adapter(this.resolver, signal, lookups) as DKIMVerifyOptions['resolver'] });
+    // mailauth gives one result per DKIM-Signature field, in header order: matched by position (two signatures
+    // may share d= and s=, e.g. the old and the new key of a rotation), by d= and s= only if the counts differ.
+    const byPosition = result.results.length === shapes.length;
     const signatures = shapes.map((s, i): DkimSignatureVerdict => {
-      const found = result.results.find((r) => r.signingDomain?.toLowerCase() === s.domain && (r.selector ?? '').toLowerCase() === s.selector);
+      const at = byPosition ? result.results[i] : undefined;
+      const found =
+        at && at.signingDomain?.toLowerCase() === s.domain && (at.selector ?? '').toLowerCase() === s.selector
+          ? at
+          : result.results.find((r) => r.signingDomain?.toLowerCase() === s.domain && (r.selector ?? '').toLowerCase() === s.selector);
       const name = RESULTS.find((x) => x === found?.status.result) ?? (found?.status.result === 'temperr' ? 'temperror' : 'permerror');
       const comment = typeof found?.status.comment === 'string' ? found.status.comment : undefined;
       const testing = name === 'pass' && isTesting(records[i]);
@@ -123,6 +136,52 @@ export class DkimVerifier {
     });
     return { signatures, evidence, verifiedInFull: signatures.length };
   }
+
+  private shapesOf(fields: readonly string[], keys: readonly DkimKeyOptions[], remember = false): Shape[] {
+    return fields.map((value, i) => {
+      const tags = remember ? this.tagsOf(value) : signatureTags(value);
+      const domain = (tags.get('d') ?? '').toLowerCase();
+      const selector = (tags.get('s') ?? '').toLowerCase();
+      // Nodemailer's signer puts its fields on top, one per key in the keys' order: field i is key i's, when its
+      // d= and s= are that key's. Any other field (below them: a raw message's signature, a header the caller
+      // wrote) is not mailedge's, even under the same d= and s=, and is verified in full every time.
+      const candidate = keys[i];
+      const key = candidate && candidate.domainName.toLowerCase() === domain && candidate.keySelector.toLowerCase() === selector ? candidate : undefined;
+      const shape = [domain, selector, tags.get('a'), tags.get('c'), (tags.get('h') ?? '').toLowerCase(), key ? fingerprint(key.privateKey) : 'foreign'].join('|');
+      return { domain, selector, shape, own: key !== undefined };
+    });
+  }
+
+  /** The tags of a signature computed without rendering (no bh=, no b=): the same text for every message of a shape. */
+  private tagsOf(value: string): Map<string, string> {
+    let tags = this.parsed.get(value);
+    if (!tags) {
+      tags = signatureTags(value);
+      if (this.parsed.size >= MAX_SHAPES) this.parsed.clear();
+      this.parsed.set(value, tags);
+    }
+    return tags;
+  }
+
+  /** The key records as the resolver has them now (a cache read in the common case), and the verdicts kept against them. */
+  private async cachedFor(shapes: readonly Shape[], signal: AbortSignal): Promise<{ records: Lookup[]; cached: Array<DkimSignatureVerdict | undefined>; evidence: () => string[] }> {
+    const records = await Promise.all(shapes.map((s) => this.resolver.lookup(`${s.selector}._domainkey.${s.domain}`, 'TXT', signal)));
+    const evidence = (): string[] => records.map((l) => digLine(l));
+    const cached = shapes.map((s, i) => {
+      const kept = s.own ? this.kept.get(s.shape) : undefined;
+      return kept && kept.lookup === records[i] ? kept.verdict : undefined;
+    });
+    return { records, cached, evidence };
+  }
+}
+
+interface Shape {
+  domain: string;
+  selector: string;
+  /** d, s, a, c, h and the private key's fingerprint: what a kept verdict is keyed by. */
+  shape: string;
+  /** Signed by one of the configured keys (mailedge's signer); a foreign signature is always verified in full. */
+  own: boolean;
 }
 
 /** RFC 6376 section 3.6.1: t=y marks a domain testing DKIM. */
@@ -133,5 +192,15 @@ function isTesting(lookup: Lookup | undefined): boolean {
 
 /** Which private key signed: a key change under the same selector must not reuse a verdict. */
 function fingerprint(key: string | Buffer): string {
-  return createHash('sha256').update(key).digest('base64').slice(0, 16);
+  if (typeof key !== 'string') return createHash('sha256').update(key).digest('base64').slice(0, 16);
+  let known = fingerprints.get(key);
+  if (known === undefined) {
+    known = createHash('sha256').update(key).digest('base64').slice(0, 16);
+    if (fingerprints.size >= MAX_SHAPES) fingerprints.clear();
+    fingerprints.set(key, known);
+  }
+  return known;
 }
+
+/** PEM text to fingerprint: hashing the key on every message would cost more than reading the kept verdict. */
+const fingerprints = new Map<string, string>();

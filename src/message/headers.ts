@@ -25,8 +25,12 @@ export interface MessageHeaders {
 export function readHeaders(raw: Buffer): MessageHeaders {
   let end = raw.indexOf('\r\n\r\n');
   if (end < 0) end = raw.indexOf('\n\n');
-  const block = raw.subarray(0, end < 0 ? raw.length : end).toString('binary');
-  const fields: HeaderField[] = [];
+  return readHeaderBlock(raw.subarray(0, end < 0 ? raw.length : end).toString('binary'));
+}
+
+/** A header block given as text (src/message/compiled.ts), with fields the wire will carry on top (the DKIM-Signature fields to come). */
+export function readHeaderBlock(block: string, extra: readonly HeaderField[] = []): MessageHeaders {
+  const fields: HeaderField[] = [...extra];
   for (const line of block.split(/\r?\n/)) {
     const last = fields[fields.length - 1];
     if (/^[ \t]/.test(line) && last) {

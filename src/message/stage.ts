@@ -13,7 +13,8 @@ import type { MailMessage } from 'nodemailer/lib/mailer';
 import type { Resolver } from '../dns/resolver.js';
 import { Cache } from '../cache.js';
 import { EdgeRefusedError, MailedgeError } from '../errors.js';
-import { checkAuthentication } from '../checks/authentication.js';
+import { checkAuthentication, checkTransportTls } from '../checks/authentication.js';
+import type { Carried } from '../routes/wire-tls.js';
 import { withSeverity, worthWarning, type CheckResult, type PreflightReport } from '../checks/types.js';
 import { dkimKeys, type ResolvedEdgeOptions } from '../options.js';
 import type { Decision } from '../decide.js';
@@ -61,14 +62,26 @@ export class MessageStage {
   }
 
   /**
-   * Render once and verify what the message alone decides; undefined when the
-   * check is off (the message then streams as before). The original `mail` is
-   * rendered, never a view of it with another envelope (`outgoing`): Nodemailer
-   * adds Date, Message-ID and MIME-Version only when the node it renders is its
-   * own root, which a view (Object.create of the node) is not.
+   * What the message alone decides; undefined when the check is off.
+   *
+   * Rendered only when the verdict needs the bytes (src/message/verdict.ts
+   * prepareCompiled): the first message of a signature shape and key record
+   * answer, a signature mailedge did not make, a header block that a plugin,
+   * a transform or a raw message decides. Then the message is rendered once
+   * (size-capped) and those bytes are verified and sent: `outgoing` carries
+   * them, so a stream attachment is read and an href fetched only once.
+   * Otherwise the verdict comes from the compiled headers and Nodemailer
+   * streams the message while sending, as raw Nodemailer does.
+   *
+   * The original `mail` is rendered, never a view of it with another envelope
+   * (`outgoing`): Nodemailer adds Date, Message-ID and MIME-Version only when
+   * the node it renders is its own root, which a view (Object.create of the
+   * node) is not.
    */
   async prepare(mail: MailMessage, outgoing: MailMessage, report: PreflightReport, signal: AbortSignal | undefined): Promise<PreparedSend | undefined> {
     if (!this.active) return undefined;
+    const compiled = await this.authenticator.prepareCompiled(mail, this.deadline(signal));
+    if (compiled) return { outgoing, prepared: compiled };
     let raw: Buffer;
     try {
       raw = await renderOnce(mail);
@@ -111,6 +124,21 @@ export class MessageStage {
     if (worthWarning(check)) this.warnOnce(check, report, warn);
     send.last = { key, authentication };
     return authentication;
+  }
+
+  /**
+   * The requirement "TLS to the receiver when it offers STARTTLS", once the
+   * message is sent (src/checks/authentication.ts checkTransportTls): a
+   * warning, once per receiver while it stands (edge.minTtl), never a refusal.
+   */
+  requireTls(carried: Carried, receiver: string, decision: Decision, report: PreflightReport, warn: (warning: MailedgeWarning) => void): void {
+    const check = checkTransportTls(carried, receiver);
+    if (check.status === 'pass') return;
+    const result: CheckResult = { ...check, severity: 'warn', domain: receiver };
+    const key = `${result.code ?? ''}|${receiver}|${decision.address}`;
+    if (this.warned.get(key)) return;
+    this.warned.set(key, true, this.options.clock.now() + this.options.minTtl * 1000);
+    warn({ code: 'STARTTLS_NOT_USED', message: `mailedge: ${result.actual}`, check: result, report });
   }
 
   private warnOnce(check: CheckResult, report: PreflightReport, warn: (warning: MailedgeWarning) => void): void {

@@ -110,8 +110,10 @@ export class MessageAuthenticator {
     const keys = mail.data.dkim ? dkimKeys(mail.data.dkim) : this.transportKeys;
     const dkim = await this.dkim.fromCache(headers, keys, signal);
     if (!dkim) return undefined;
-    const mailFrom = mail.message.getEnvelope().from || false;
     const single = headers.fromFields === 1 && headers.from.length === 1 ? headers.from[0] : undefined;
+    // Without an envelope option MAIL FROM is the From address (Nodemailer's getEnvelope), read above from the
+    // same header; getEnvelope parses every address header again on each call.
+    const mailFrom = mail.data.envelope === undefined && single !== undefined ? single : mail.message.getEnvelope().from || false;
     const fromDomain = single === undefined ? undefined : domainOf(single);
     const dmarcRecord = fromDomain === undefined ? undefined : await this.dmarcRecord(fromDomain, signal);
     return { headers, mailFrom, dkim, fromDomain, dmarcRecord };

@@ -31,6 +31,8 @@ import { negotiateTls, type Handover } from '../tls/starttls.js';
 import { tlsAttemptOf, type TlsAttempt } from '../tls/outcome.js';
 // Message identity (issue 11): SPF x DKIM x DMARC of this message, src/message/.
 import { MessageStage, type Authentication } from '../message/stage.js';
+// Issue 11 sender requirement: whether the connection that carried the message was TLS (src/routes/wire-tls.ts).
+import { watchMessage, watchSocket, type Carried } from './wire-tls.js';
 
 const DEFAULT_CONNECTION_TIMEOUT = 2 * 60 * 1000;
 /** Nodemailer's own default wait for the greeting. */
@@ -147,12 +149,15 @@ export class RelayRoute implements Route {
           throw err;
         }
         try {
-          const info = redact.info(await this.deliver(channel, outgoing));
+          const delivered = await this.deliver(channel, outgoing);
+          const info = redact.info(delivered.info);
+          const carried = delivered.carried;
+          if (carried && message) this.message.requireTls(carried, `${this.smtp.host ?? 'localhost'}:${this.options.port}`, now, identity.report, (w) => this.context.warn(w));
           if (refused.length > 0) {
             info.rejected = [...(info.rejected ?? []), ...refused.map((r) => r.recipient ?? '')];
             info.rejectedErrors = [...(info.rejectedErrors ?? []), ...refused];
           }
-          return Object.assign(info, { edge: { address: channel.decision.address, name: channel.decision.name, verified: now.verified, stale: now.stale } }, authentication ? { authentication } : {});
+          return Object.assign(info, { edge: { address: channel.decision.address, name: channel.decision.name, verified: now.verified, stale: now.stale } }, authentication ? { authentication } : {}, carried ? { tls: carried.tls } : {});
         } catch (err) {
           if (handover < MAX_HANDOVERS && (err instanceof ChannelRetired || (channel.retired && droppedByRetirement(err)))) continue;
           throw err;
@@ -241,19 +246,22 @@ export class RelayRoute implements Route {
     if (this.handed < this.maxConnections) this.waiters.shift()?.grant();
   }
 
-  private deliver(channel: Channel, mail: MailMessage): Promise<SMTPSentMessageInfo> {
+  private deliver(channel: Channel, outgoing: MailMessage): Promise<{ info: SMTPSentMessageInfo; carried: Carried | undefined }> {
     channel.inFlight++;
+    // Tells which connection the message's bytes were piped into.
+    const carried = watchMessage(outgoing);
+    const mail = outgoing;
     return new Promise((resolve, reject) => {
       const done: SendCallback = (err, info) => {
         channel.inFlight--;
         if (channel.retired && channel.inFlight === 0) this.retiring.delete(channel);
         this.releaseSlot();
         if (err || !info) reject(err ?? new Error('no result from the transport'));
-        else resolve(info);
+        else resolve({ info, carried: carried() });
       };
       // Issue 12: Nodemailer's SMTPTransport calls getSocket synchronously inside send(), so the
       // message's TLS attempt reaches openSocket through this field (direct delivery never pools).
-      this.pendingTls = tlsAttemptOf(mail);
+      this.pendingTls = tlsAttemptOf(outgoing);
       try {
         (channel.inner as { send(mail: MailMessage, callback: SendCallback): unknown }).send(mail, done);
       } finally {
@@ -331,6 +339,8 @@ export class RelayRoute implements Route {
           connection.destroy();
           throw err;
         }
+        // Nodemailer says EHLO (and STARTTLS, unless ignoreTLS) on this socket: its replies tell whether TLS was offered.
+        watchSocket(connection, true);
         return { connection, name: channel.decision.name };
       }
       // Issue 12, direct delivery: STARTTLS and the certificate as the domain's TLS policy asks (src/tls/starttls.ts),
@@ -342,6 +352,7 @@ export class RelayRoute implements Route {
         ignoreTLS: Boolean(this.smtp.ignoreTLS),
         beforeEhlo,
       });
+      watchSocket(handover.connection, false);
       return { connection: handover.connection, name: channel.decision.name, ...handover.options };
     };
     opening().then(

@@ -11,6 +11,7 @@ import type { Resolver } from '../dns/resolver.js';
 import type { EnvelopeChecks } from '../envelope.js';
 import type { Redactor } from '../redact.js';
 import type { Authentication } from '../message/verdict.js';
+import type { WireTls } from './wire-tls.js';
 
 export interface EdgeInfo {
   /** The edge address receivers saw. */
@@ -24,7 +25,8 @@ export interface EdgeInfo {
 }
 
 /** `authentication`: the predicted SPF x DKIM x DMARC verdict (src/message/), absent when edge.checks.authentication is 'off'. */
-export type MailedgeSentMessageInfo = SMTPSentMessageInfo & { edge: EdgeInfo; authentication?: Authentication };
+/** `tls` (relay sends): the TLS session that carried the message, null when it went in clear text (src/routes/wire-tls.ts). */
+export type MailedgeSentMessageInfo = SMTPSentMessageInfo & { edge: EdgeInfo; authentication?: Authentication; tls?: WireTls | null };
 
 export interface MailedgeWarning {
   /** A warning code; or the error code of a check set to 'warn' in edge.checks that failed (e.g. SPF_FAIL). */
