@@ -4,7 +4,7 @@
  * A result mailedge cannot predict (SPF through a relay) is left out rather
  * than guessed.
  */
-import type { Authentication } from './verdict.js';
+import type { Authentication } from './authentication.js';
 
 export function authenticationResultsHeader(authserv: string, auth: Omit<Authentication, 'header'>, spfIdentity: 'mailfrom' | 'helo'): string {
   const parts: string[] = [authserv];

@@ -14,31 +14,20 @@ import type { MailMessage } from 'nodemailer/lib/mailer';
 import type { Resolver } from '../dns/resolver.js';
 import { Cache, type Clock } from '../cache.js';
 import type { DkimKeyOptions } from '../checks/dkim.js';
-import type { SpfResultName } from '../checks/mailauth.js';
 import { dkimKeys } from '../options.js';
 import { aligned } from './alignment.js';
-import { DkimVerifier, type DkimOutcome, type DkimResultName } from './dkim.js';
-import { findDmarcRecord, type DmarcPolicy, type DmarcRecordOutcome } from './dmarc-record.js';
+import { DkimVerifier, type DkimOutcome } from './dkim.js';
+import { findDmarcRecord, type DmarcRecordOutcome } from './dmarc-record.js';
 import { authenticationResultsHeader } from './header.js';
+import type { Authentication } from './authentication.js';
 import { domainOf, readHeaderBlock, readHeaders, type MessageHeaders } from './headers.js';
 import { compiledHeaders } from './compiled.js';
 import { SpfEvaluator, type SpfOutcome } from './spf.js';
+import { envelopeOf } from '../routes/mail-view.js';
 
 export type ReceiverKind = 'final' | 'relay';
 
-/** The contract `info.authentication` / `err.authentication` carry (scripts compare it with real receivers' headers). */
-export interface Authentication {
-  spf: { result: SpfResultName | null; domain: string; reason?: string };
-  dkim: Array<{ result: DkimResultName; domain: string; selector: string; reason?: string }>;
-  dmarc: {
-    result: 'pass' | 'fail' | 'none' | 'temperror' | 'permerror' | null;
-    domain: string | null;
-    policy: DmarcPolicy | null;
-    alignedBy: 'dkim' | 'spf' | null;
-    reason?: string;
-  };
-  header: string;
-}
+export type { Authentication } from './authentication.js';
 
 /** What the message alone decides, before an edge is chosen. */
 export interface PreparedMessage {
@@ -87,7 +76,7 @@ export class MessageAuthenticator {
   async prepare(mail: MailMessage, raw: Buffer, signal: AbortSignal): Promise<PreparedMessage> {
     // A per-message dkim option replaces the transport's, as in Nodemailer.
     const keys = mail.data.dkim ? dkimKeys(mail.data.dkim) : this.transportKeys;
-    return this.prepareRaw(raw, mail.message.getEnvelope().from || false, keys, signal);
+    return this.prepareRaw(raw, envelopeOf(mail).from, keys, signal);
   }
 
   /**
@@ -113,7 +102,7 @@ export class MessageAuthenticator {
     const single = headers.fromFields === 1 && headers.from.length === 1 ? headers.from[0] : undefined;
     // Without an envelope option MAIL FROM is the From address (Nodemailer's getEnvelope), read above from the
     // same header; getEnvelope parses every address header again on each call.
-    const mailFrom = mail.data.envelope === undefined && single !== undefined ? single : mail.message.getEnvelope().from || false;
+    const mailFrom = mail.data.envelope === undefined && single !== undefined ? single : envelopeOf(mail).from;
     const fromDomain = single === undefined ? undefined : domainOf(single);
     const dmarcRecord = fromDomain === undefined ? undefined : await this.dmarcRecord(fromDomain, signal);
     return { headers, mailFrom, dkim, fromDomain, dmarcRecord };

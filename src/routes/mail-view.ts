@@ -13,10 +13,22 @@ export interface Envelope {
   to: string[];
 }
 
+/**
+ * Nodemailer parses every address header again on each getEnvelope() call; a
+ * compiled message's envelope no longer changes, so it is read once per node.
+ */
+const envelopes = new WeakMap<MimeNode, Envelope>();
+
 /** The envelope Nodemailer will send with: `envelope` when the message sets one, else From/Sender and To, Cc, Bcc. */
 export function envelopeOf(mail: MailMessage): Envelope {
-  const envelope = mail.message.getEnvelope();
-  return { from: envelope.from || false, to: [...(envelope.to ?? [])] };
+  let known = envelopes.get(mail.message);
+  if (known === undefined) {
+    const envelope = mail.message.getEnvelope();
+    known = { from: envelope.from || false, to: [...(envelope.to ?? [])] };
+    envelopes.set(mail.message, known);
+  }
+  // A copy: callers build other envelopes from it.
+  return { from: known.from, to: [...known.to] };
 }
 
 /**
@@ -25,6 +37,7 @@ export function envelopeOf(mail: MailMessage): Envelope {
  */
 export function withEnvelope(mail: MailMessage, envelope: Envelope, raw?: Buffer): MailMessage {
   const message = Object.create(mail.message) as MimeNode;
+  // The original's own fields (dsn, size, ...) kept: the full getEnvelope(), parsed once here per view.
   const full = mail.message.getEnvelope();
   message.getEnvelope = () => ({ ...full, from: envelope.from, to: [...envelope.to] });
   // The original renders: Nodemailer adds Date, Message-ID and MIME-Version only on its root node, which a view is not.
