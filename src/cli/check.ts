@@ -4,7 +4,7 @@ import { toJsonReport } from '../report/json.js';
 import { reportStatus, type PreflightReport } from '../checks/types.js';
 import { EDGE_FLAGS, parseFlags, requireAddress } from './args.js';
 import { EXIT, UsageError, useColor, type CliIo } from './io.js';
-import { environment, transportOptions } from './settings.js';
+import { directOptions, environment, transportOptions } from './settings.js';
 // Issue 12: --direct (each recipient domain's MX hosts and TLS policy, probed), --dnsbl, --ca, --dnssec.
 import { renderDomains, TLS_FLAGS, TLS_USAGE, withTlsFlags } from './tls-flags.js';
 // Message identity (issue 11): the verdict of a sample message with --from.
@@ -67,15 +67,7 @@ export async function checkCommand(args: string[], io: CliIo): Promise<number> {
   if (flags.direct) {
     if (flags.host !== undefined) throw new UsageError("--host: not with --direct, which checks the recipients' MX hosts");
     if (!flags.to || flags.to.length === 0) throw new UsageError('--to: required with --direct (the recipient domains to check)');
-    delete options.host;
-    delete options.port;
-    delete options.auth;
-    options.direct = true;
-    if (flags['mx-port'] !== undefined) {
-      const mxPort = Number(flags['mx-port']);
-      if (!Number.isInteger(mxPort) || mxPort < 1 || mxPort > 65535) throw new UsageError(`--mx-port: expected 1-65535, got ${JSON.stringify(flags['mx-port'])}`);
-      options.edge = { ...options.edge, mxPort };
-    }
+    options = directOptions(options, flags['mx-port']);
   }
   if (!options.host && !options.localAddress && !options.edge?.publicAddress && !options.edge?.pool) {
     throw new UsageError('--host: give the destination, or --local-address / --public-address (or SMTP_HOST, MAILEDGE_LOCAL_ADDRESS)');

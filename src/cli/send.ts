@@ -6,7 +6,7 @@ import { isSmtpSendError } from '../send-error.js';
 import { printable } from '../checks/hostname.js';
 import { EDGE_FLAGS, parseFlags, requireAddress } from './args.js';
 import { EXIT, UsageError, type CliIo } from './io.js';
-import { environment, transportOptions } from './settings.js';
+import { directOptions, environment, transportOptions } from './settings.js';
 // Issue 12: --dnsbl, --ca, --dnssec.
 import { TLS_FLAGS, TLS_USAGE, withTlsFlags } from './tls-flags.js';
 // Message identity (issue 11): --envelope-from, --dkim, --header, --check, --requirements, --receiver.
@@ -103,22 +103,12 @@ export async function sendCommand(args: string[], io: CliIo): Promise<number> {
     return EXIT.ok;
   }
   const env = environment(io);
-  const options = withTlsFlags(transportOptions(flags, env, { withMode: true }), flags, io);
+  let options = withTlsFlags(transportOptions(flags, env, { withMode: true }), flags, io);
   if (flags['mx-port'] !== undefined && !flags.direct) throw new UsageError('--mx-port: only with --direct');
   if (flags.direct) {
     if (flags.host !== undefined) throw new UsageError('--host: not with --direct, which delivers to the recipients\' MX hosts');
     if (flags.port !== undefined) throw new UsageError('--port: not with --direct (MX hosts listen on port 25)');
-    // A relay from the environment does not apply to direct delivery.
-    delete options.host;
-    delete options.port;
-    // SMTP_USER / SMTP_PASS belong to the relay; MX hosts must never be offered them.
-    delete options.auth;
-    options.direct = true;
-    if (flags['mx-port'] !== undefined) {
-      const mxPort = Number(flags['mx-port']);
-      if (!Number.isInteger(mxPort) || mxPort < 1 || mxPort > 65535) throw new UsageError(`--mx-port: expected 1-65535, got ${JSON.stringify(flags['mx-port'])}`);
-      options.edge = { ...options.edge, mxPort };
-    }
+    options = directOptions(options, flags['mx-port']);
   } else if (!options.host) throw new UsageError('--host: required (or set SMTP_HOST), or --direct');
   if (flags.from === undefined) throw new UsageError('--from: required');
   requireAddress('--from', flags.from);

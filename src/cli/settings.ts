@@ -115,3 +115,17 @@ export function transportOptions(flags: EdgeFlags, env: Record<string, string | 
     },
   };
 }
+
+/**
+ * The options for direct delivery, from options built for a relay: a relay
+ * host, port and credentials from flags or the environment (SMTP_HOST,
+ * SMTP_USER, SMTP_PASS) do not apply, and MX hosts must never be offered the
+ * credentials. `--mx-port` (tests against loopback receivers) sets edge.mxPort.
+ */
+export function directOptions(options: MailedgeOptions, mxPortFlag: string | undefined): MailedgeOptions {
+  const { host: _host, port: _port, auth: _auth, ...rest } = options;
+  if (mxPortFlag === undefined) return { ...rest, direct: true };
+  const mxPort = Number(mxPortFlag);
+  if (!Number.isInteger(mxPort) || mxPort < 1 || mxPort > 65535) throw new UsageError(`--mx-port: expected 1-65535, got ${JSON.stringify(mxPortFlag)}`);
+  return { ...rest, direct: true, edge: { ...rest.edge, mxPort } };
+}
