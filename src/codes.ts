@@ -521,10 +521,3 @@ type CodesOfKind<K extends CodeInfo['kind']> = { [C in Code]: (typeof CODES)[C][
 export type ErrorCode = CodesOfKind<'error'>;
 export type WarningCode = CodesOfKind<'warning'>;
 
-export function codeInfo(code: Code): CodeInfo {
-  return CODES[code];
-}
-
-export function isCode(value: unknown): value is Code {
-  return typeof value === 'string' && Object.prototype.hasOwnProperty.call(CODES, value);
-}

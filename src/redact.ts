@@ -74,8 +74,6 @@ export interface Redactor {
   logger<T>(logger: T): T;
   /** A redactor that also covers the secrets of one message's own `auth` and `dkim` (Nodemailer's mail.data). */
   withMessage(data: RedactorSources | undefined): Redactor;
-  /** As withMessage, for a message's `auth` alone. */
-  withMessageAuth(auth: unknown): Redactor;
 }
 
 /** The forms of a set of secrets: what substring redaction replaces, and whether any is too short for it. */
@@ -218,8 +216,6 @@ class RedactorCore {
     private readonly own: SecretForms,
     /** The transport's redactor, which also keeps recent per-message secrets for its logger. */
     private readonly root: RedactorCore | undefined,
-    /** A caller's own text redaction, applied after this one's (redactingLogger with a plain function). */
-    private readonly extra?: (text: string) => string,
   ) {}
 
   /** Per-message secret sets seen by this (root) redactor, oldest first. */
@@ -240,7 +236,7 @@ class RedactorCore {
   text(text: string): string {
     let out = redactPositions(text);
     for (const form of this.forms().long) if (out.includes(form)) out = out.split(form).join(REDACTED);
-    return this.extra ? this.extra(out) : out;
+    return out;
   }
 
   /**
@@ -431,7 +427,7 @@ class RedactorCore {
     const combined = new SecretForms();
     combined.merge(this.own);
     combined.merge(message);
-    return new RedactorCore(combined, root, this.extra);
+    return new RedactorCore(combined, root);
   }
 }
 
@@ -454,7 +450,6 @@ function toRedactor(core: RedactorCore): Redactor {
     const next = core.withMessage(data);
     return next === core ? redactor : toRedactor(next);
   };
-  redactor.withMessageAuth = (auth) => redactor.withMessage({ auth });
   return redactor;
 }
 
@@ -464,25 +459,6 @@ export function createRedactor(sources: RedactorSources = {}): Redactor {
   forms.addAuth(sources.auth);
   forms.addDkim(sources.dkim);
   return toRedactor(new RedactorCore(forms, undefined));
-}
-
-/** The redactor for an `auth` option alone (kept for existing callers; createRedactor also covers dkim). */
-export function secretRedactor(auth: unknown): Redactor {
-  return createRedactor({ auth });
-}
-
-/**
- * Wraps a logger (kept for existing callers): with a Redactor, the same as
- * `redact.logger(logger)`; with a plain text function, that function plus the
- * positional rules (AUTH payloads, token fields) and escaping.
- */
-export function redactingLogger<T>(logger: T, redact: Redactor | ((text: string) => string)): T {
-  if (isRedactor(redact)) return redact.logger(logger);
-  return new RedactorCore(new SecretForms(), undefined, redact).logger(logger);
-}
-
-function isRedactor(value: Redactor | ((text: string) => string)): value is Redactor {
-  return typeof (value as Partial<Redactor>).logger === 'function';
 }
 
 /**

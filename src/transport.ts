@@ -18,6 +18,7 @@ import { IpPoolRoute, memberOptions } from './routes/ip-pool.js';
 import { DirectRoute } from './routes/direct.js';
 import type { MailedgeSentMessageInfo, MailedgeWarning, Route, RouteContext } from './routes/route.js';
 import { VERSION } from './version.js';
+import { callSafely } from './call-safely.js';
 import type { Redactor } from './redact.js';
 // Issue 12: direct delivery's TLS policies and their TLS-RPT counters.
 import { TlsPolicies, familyOf } from './tls/policy.js';
@@ -222,10 +223,3 @@ function directRoute(options: MailedgeOptions, edgeOptions: ResolvedEdgeOptions,
   });
 }
 
-function callSafely(run: () => void): void {
-  try {
-    run();
-  } catch {
-    // User code further down threw; it must not reach a promise chain or the process.
-  }
-}

@@ -27,8 +27,14 @@ import { MessageAuthenticator, type Authentication, type PreparedMessage } from 
 export type { Authentication } from './verdict.js';
 
 const authenticators = new WeakMap<Resolver, MessageAuthenticator>();
+/**
+ * The signal the message's lookups run under. As the envelope checks do, a
+ * lookup is bounded by the resolver's own per-attempt timeouts, and the
+ * message's abort is honoured around the stage (untilAborted in the route);
+ * a timer per message would cost more than the verdict read from cache.
+ * Concurrent lookups each listen on it for as long as they run.
+ */
 const NEVER = new AbortController().signal;
-// Concurrent lookups each listen on it for as long as they run.
 setMaxListeners(0, NEVER);
 
 /** Warnings remembered at most; forgetting one only lets it be raised again. */
@@ -78,9 +84,9 @@ export class MessageStage {
    * the node it renders is its own root, which a view (Object.create of the
    * node) is not.
    */
-  async prepare(mail: MailMessage, outgoing: MailMessage, report: PreflightReport, signal: AbortSignal | undefined): Promise<PreparedSend | undefined> {
+  async prepare(mail: MailMessage, outgoing: MailMessage, report: PreflightReport): Promise<PreparedSend | undefined> {
     if (!this.active) return undefined;
-    const compiled = await this.authenticator.prepareCompiled(mail, this.deadline(signal));
+    const compiled = await this.authenticator.prepareCompiled(mail, NEVER);
     if (compiled) return { outgoing, prepared: compiled };
     let raw: Buffer;
     try {
@@ -89,7 +95,7 @@ export class MessageStage {
       if (err instanceof MessageTooLargeError) throw new EdgeRefusedError(report, tooLarge(err.limit), { mail: mail.data });
       throw err;
     }
-    const prepared = await this.authenticator.prepare(mail, raw, this.deadline(signal));
+    const prepared = await this.authenticator.prepare(mail, raw, NEVER);
     return { outgoing: withEnvelope(mail, envelopeOf(outgoing), raw), prepared };
   }
 
@@ -100,7 +106,7 @@ export class MessageStage {
   async judge(send: PreparedSend, decision: Decision, report: PreflightReport, mail: unknown, warn: (warning: MailedgeWarning) => void): Promise<Authentication> {
     const key = `${decision.address}|${decision.name}`;
     if (send.last?.key === key) return send.last.authentication;
-    const judgement = await this.authenticator.judge(send.prepared, { address: decision.address, name: decision.name }, this.options.receiver, this.deadline(undefined));
+    const judgement = await this.authenticator.judge(send.prepared, { address: decision.address, name: decision.name }, this.options.receiver, NEVER);
     const keys = send.prepared.headers.get('dkim-signature').length > 0 ? this.keysOf(mail) : [];
     const mailFrom = send.prepared.mailFrom;
     const dmarcReportedElsewhere = this.options.checks.dmarc !== 'off' && mailFrom !== false && send.prepared.fromDomain === domainOf(mailFrom);
@@ -151,16 +157,6 @@ export class MessageStage {
   private keysOf(mail: unknown): ReturnType<typeof dkimKeys> {
     const own = (mail as { dkim?: unknown } | undefined)?.dkim;
     return own ? dkimKeys(own) : this.options.dkim;
-  }
-
-  /**
-   * The signal the message's lookups run under. As the envelope checks do, a
-   * lookup is bounded by the resolver's own per-attempt timeouts, and the
-   * message's abort is honoured around the stage (untilAborted in the route);
-   * a timer per message would cost more than the verdict read from cache.
-   */
-  private deadline(_signal: AbortSignal | undefined): AbortSignal {
-    return NEVER;
   }
 }
 

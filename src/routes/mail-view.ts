@@ -17,18 +17,22 @@ export interface Envelope {
  * Nodemailer parses every address header again on each getEnvelope() call; a
  * compiled message's envelope no longer changes, so it is read once per node.
  */
-const envelopes = new WeakMap<MimeNode, Envelope>();
+const envelopes = new WeakMap<MimeNode, ReturnType<MimeNode['getEnvelope']>>();
+
+function fullEnvelope(message: MimeNode): ReturnType<MimeNode['getEnvelope']> {
+  let known = envelopes.get(message);
+  if (known === undefined) {
+    known = message.getEnvelope();
+    envelopes.set(message, known);
+  }
+  return known;
+}
 
 /** The envelope Nodemailer will send with: `envelope` when the message sets one, else From/Sender and To, Cc, Bcc. */
 export function envelopeOf(mail: MailMessage): Envelope {
-  let known = envelopes.get(mail.message);
-  if (known === undefined) {
-    const envelope = mail.message.getEnvelope();
-    known = { from: envelope.from || false, to: [...(envelope.to ?? [])] };
-    envelopes.set(mail.message, known);
-  }
+  const envelope = fullEnvelope(mail.message);
   // A copy: callers build other envelopes from it.
-  return { from: known.from, to: [...known.to] };
+  return { from: envelope.from || false, to: [...(envelope.to ?? [])] };
 }
 
 /**
@@ -37,8 +41,8 @@ export function envelopeOf(mail: MailMessage): Envelope {
  */
 export function withEnvelope(mail: MailMessage, envelope: Envelope, raw?: Buffer): MailMessage {
   const message = Object.create(mail.message) as MimeNode;
-  // The original's own fields (dsn, size, ...) kept: the full getEnvelope(), parsed once here per view.
-  const full = mail.message.getEnvelope();
+  // The original's own fields kept; the addresses parsed once per message (fullEnvelope).
+  const full = fullEnvelope(mail.message);
   message.getEnvelope = () => ({ ...full, from: envelope.from, to: [...envelope.to] });
   // The original renders: Nodemailer adds Date, Message-ID and MIME-Version only on its root node, which a view is not.
   const original = mail.message;

@@ -22,6 +22,7 @@ import { channelKey, decide, type Decision } from '../decide.js';
 import type { ResolvedEdgeOptions, SmtpOptions } from '../options.js';
 import { asSmtpSendError } from '../send-error.js';
 import { awaitGreeting, connectChecked } from './socket.js';
+import { callSafely } from '../call-safely.js';
 import { envelopeOf, withEnvelope } from './mail-view.js';
 import type { MailedgeSentMessageInfo, Route, RouteContext } from './route.js';
 import type { SMTPSentMessageInfo } from 'nodemailer/lib/smtp-transport';
@@ -127,7 +128,7 @@ export class RelayRoute implements Route {
       const screened = await untilAborted(this.screen(identity, decision, mail), signal);
       const { refused } = screened;
       // Message identity (issue 11): rendered once here; these bytes are verified and sent.
-      const message = await untilAborted(this.message.prepare(mail, screened.outgoing, identity.report, signal), signal);
+      const message = await untilAborted(this.message.prepare(mail, screened.outgoing, identity.report), signal);
       const outgoing = message?.outgoing ?? screened.outgoing;
       // Judged now for this decision, before waiting for a connection; the hand-over below re-reads it (same edge) or judges anew.
       if (message) await untilAborted(this.message.judge(message, decision, identity.report, mail.data, (w) => this.context.warn(w)), signal);
@@ -250,7 +251,6 @@ export class RelayRoute implements Route {
     channel.inFlight++;
     // Tells which connection the message's bytes were piped into.
     const carried = watchMessage(outgoing);
-    const mail = outgoing;
     return new Promise((resolve, reject) => {
       const done: SendCallback = (err, info) => {
         channel.inFlight--;
@@ -263,7 +263,7 @@ export class RelayRoute implements Route {
       // message's TLS attempt reaches openSocket through this field (direct delivery never pools).
       this.pendingTls = tlsAttemptOf(outgoing);
       try {
-        (channel.inner as { send(mail: MailMessage, callback: SendCallback): unknown }).send(mail, done);
+        (channel.inner as { send(mail: MailMessage, callback: SendCallback): unknown }).send(outgoing, done);
       } finally {
         this.pendingTls = undefined;
       }
@@ -473,11 +473,3 @@ function untilAborted<T>(promise: Promise<T>, signal: AbortSignal | undefined): 
   });
 }
 
-/** Nodemailer's callbacks run user code further down; a throw there must not escape into a promise chain. */
-function callSafely(run: () => void): void {
-  try {
-    run();
-  } catch {
-    // Nodemailer logs its own callback errors; nothing here may crash the process.
-  }
-}

@@ -24,10 +24,6 @@ export function escapeText(text: string): string {
   });
 }
 
-export function isSafeText(text: string): boolean {
-  return !UNSAFE.test(text);
-}
-
 /** Reports nest a few levels (report, members, checks, evidence); anything deeper is not ours and is left alone. */
 const MAX_DEPTH = 8;
 
