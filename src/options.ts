@@ -473,3 +473,14 @@ function poolMembers(value: unknown, single: string | undefined): ResolvedEdgeOp
 export function usableRequestedName(name: string | undefined): string | undefined {
   return name !== undefined && hostnameProblem(name) === null ? name : undefined;
 }
+
+/**
+ * The options of one MX host in direct delivery: a relay host on the MX port,
+ * checked and connected to like any other; never a relay on this machine,
+ * whatever address it has, and always the final receiver of the message.
+ */
+export function mxHostOptions(options: MailedgeOptions, exchange: string, mxPort: number): MailedgeOptions {
+  const { direct: _direct, edge = {}, ...rest } = options;
+  const { mxPort: _mxPort, ...edgeRest } = edge;
+  return { ...rest, host: exchange, port: mxPort, edge: { ...edgeRest, localRelay: false, receiver: 'final' } };
+}

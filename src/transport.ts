@@ -12,7 +12,7 @@ import type { PreflightReport } from './checks/types.js';
 import { InvalidOptionError } from './errors.js';
 import { createResolver } from './identity.js';
 import { EnvelopeChecks } from './envelope.js';
-import { resolveEdgeOptions, type MailedgeOptions, type ResolvedEdgeOptions, type SmtpOptions } from './options.js';
+import { mxHostOptions, resolveEdgeOptions, type MailedgeOptions, type ResolvedEdgeOptions, type SmtpOptions } from './options.js';
 import { RelayRoute } from './routes/relay.js';
 import { IpPoolRoute, memberOptions } from './routes/ip-pool.js';
 import { DirectRoute } from './routes/direct.js';
@@ -21,7 +21,7 @@ import { VERSION } from './version.js';
 import { callSafely } from './call-safely.js';
 import type { Redactor } from './redact.js';
 // Issue 12: direct delivery's TLS policies and their TLS-RPT counters.
-import { TlsPolicies, familyOf } from './tls/policy.js';
+import { policiesFor, type TlsPolicies } from './tls/policy.js';
 import type { TlsRptReport } from './tls/report.js';
 
 /** MX hosts whose routes (and verified identities) are kept for reuse in direct delivery. */
@@ -65,7 +65,7 @@ export class MailedgeTransport extends EventEmitter {
       mailer: () => this.mailer,
       logger: deps.logger,
     };
-    if (direct) this.tlsPolicies = tlsPoliciesFor(options, edgeOptions, context);
+    if (direct) this.tlsPolicies = policiesFor(edgeOptions, resolver, options.requireTLS === true);
     this.route = direct ? directRoute(options, edgeOptions, context, this.tlsPolicies) : relayOrPool(options, edgeOptions, context);
   }
 
@@ -181,22 +181,7 @@ function relayOrPool(options: MailedgeOptions, edgeOptions: ResolvedEdgeOptions,
   return new IpPoolRoute(members, edgeOptions, (warning) => context.warn(warning));
 }
 
-/** Issue 12: one set of TLS policies for the transport's direct deliveries (src/tls/policy.ts). */
-function tlsPoliciesFor(options: MailedgeOptions, edgeOptions: ResolvedEdgeOptions, context: RouteContext): TlsPolicies {
-  return new TlsPolicies({
-    resolver: context.resolver,
-    tls: edgeOptions.tls,
-    clock: edgeOptions.clock,
-    // Policy hosts are reached over the edge's family: the bound or public address's, else IPv4 unless edge.family is 6.
-    family: () => familyOf(edgeOptions.localAddress ?? edgeOptions.publicAddress) ?? (edgeOptions.family === 6 ? 6 : 4),
-    localAddress: edgeOptions.localAddress,
-    requireTLS: options.requireTLS === true,
-  });
-}
-
 function directRoute(options: MailedgeOptions, edgeOptions: ResolvedEdgeOptions, context: RouteContext, tlsPolicies?: TlsPolicies): Route {
-  const { direct: _direct, edge = {}, ...rest } = options;
-  const { mxPort: _mxPort, ...edgeRest } = edge;
   return new DirectRoute({
     resolver: context.resolver,
     timeout: edgeOptions.timeout,
@@ -214,8 +199,7 @@ function directRoute(options: MailedgeOptions, edgeOptions: ResolvedEdgeOptions,
       : {}),
     // Each MX host is a relay host on the MX port, checked and connected to like any other.
     hostRoute: (exchange) => {
-      // An MX host is never a relay on this machine, whatever address it has.
-      const hostOptions: MailedgeOptions = { ...rest, host: exchange, port: edgeOptions.mxPort, edge: { ...edgeRest, localRelay: false, receiver: 'final' } };
+      const hostOptions = mxHostOptions(options, exchange, edgeOptions.mxPort);
       return relayOrPool(hostOptions, resolveEdgeOptions(hostOptions), context);
     },
     // With direct: true the options name no host: this route checks the edge alone.

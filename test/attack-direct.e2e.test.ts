@@ -11,6 +11,7 @@ import { parseZone } from '../src/testing/zone.js';
 import { createTransport, type MailedgeTransporter } from '../src/create-transport.js';
 import type { MailedgeOptions } from '../src/options.js';
 import type { DirectSentMessageInfo } from '../src/routes/direct.js';
+import { preflight } from '../src/preflight.js';
 
 const ZONE = `
 $TTL 60
@@ -103,6 +104,17 @@ describe('MX targets that are not host names', () => {
     expect(attempts).toHaveLength(1);
     expect(JSON.stringify(attempts)).not.toMatch(/[\r\n\u001b]/);
     expect(attempts[0]?.reason).toMatch(/not a host name/);
+    expect(mx.connections).toBe(0);
+  });
+
+  it('check --direct (preflight with direct and to) never probes an MX target that is an address or localhost', async () => {
+    const report = await preflight(
+      { direct: true, localAddress: '127.0.4.22', ignoreTLS: true, edge: { checks: CHECKS_OFF, mxPort: mx.port, dns: { servers: [dns.server], timeout: 1500 } } },
+      { to: ['v@literal.dir.atk.test', 'v@local.dir.atk.test'] },
+    );
+    const hosts = (report.domains ?? []).flatMap((d) => d.mx);
+    expect(hosts).toHaveLength(2);
+    for (const host of hosts) expect(host).toMatchObject({ usable: false, code: 'DEST_UNRESOLVED' });
     expect(mx.connections).toBe(0);
   });
 

@@ -97,7 +97,8 @@ describe('check --direct', () => {
   it('--json: per domain the policy and each MX host probed, never MAIL or RCPT', async () => {
     const { preflight } = await import('../src/preflight.js');
     const report = await preflight(
-      { direct: true, localAddress: '127.0.6.2', edge: { mxPort: good.port, tls: { ca: [pem('ca.crt')], mtaSts: { port: policies.port } }, dns: { servers: [dns.server], dnssec: 'trust-ad' } } },
+      // Generous deadlines: four domains are probed at once, on a machine that may run other test files beside.
+      { direct: true, localAddress: '127.0.6.2', edge: { mxPort: good.port, tls: { ca: [pem('ca.crt')], mtaSts: { port: policies.port, timeout: 10_000 } }, dns: { servers: [dns.server], dnssec: 'trust-ad', timeout: 10_000 } } },
       { to: ['a@enforce.tls.test', 'b@enforce-bad.tls.test', 'c@self.tls.test', 'd@dane.tls.test'] },
     );
     const byDomain = Object.fromEntries((report.domains ?? []).map((d) => [d.domain, d]));

@@ -9,9 +9,8 @@
  * stream attachment is read and an href fetched once whatever the number of
  * domains and MX hosts tried.
  */
-import { isIP } from 'node:net';
 import type { MailMessage } from 'nodemailer/lib/mailer';
-import { hostnameProblem, printable } from '../checks/hostname.js';
+import { printable } from '../checks/hostname.js';
 import type { Resolver } from '../dns/resolver.js';
 import { digLine } from '../checks/evidence.js';
 import { checkRecipientNullMx } from '../checks/recipient-null-mx.js';
@@ -20,7 +19,7 @@ import { CODES } from '../codes.js';
 import { EdgeRefusedError, InvalidOptionError, MailedgeError } from '../errors.js';
 import { missingCheck } from '../decide.js';
 import { asSmtpSendError, failedBeforeTransaction, type SmtpSendError } from '../send-error.js';
-import { resolveMx } from './mx.js';
+import { resolveMx, unusableExchange } from './mx.js';
 import { envelopeOf, withEnvelope } from './mail-view.js';
 import type { EdgeInfo, MailedgeSentMessageInfo, Route } from './route.js';
 import type { Redactor } from '../redact.js';
@@ -349,20 +348,6 @@ function tryNextMx(error: DeliveryError): boolean {
   if (error instanceof EdgeRefusedError) return CODES[error.code].scope === 'host' && error.code !== 'EHLO_INVALID';
   if (error instanceof MailedgeError) return false;
   return failedBeforeTransaction(error);
-}
-
-/**
- * Why an MX exchange is no host to deliver to: an address literal (an MX names
- * a host, RFC 2181 section 10.3) or localhost (RFC 6761: this machine). Postfix
- * and Exim refuse both; so does mailedge.
- */
-function unusableExchange(exchange: string): string | null {
-  const name = exchange.toLowerCase().replace(/\.$/, '');
-  if (isIP(name.replace(/^\[|\]$/g, '')) !== 0) return 'is an address, not a host name';
-  if (name === 'localhost' || name.endsWith('.localhost')) return 'names this machine (localhost)';
-  // Control bytes, spaces, a dot inside a label: such a name would reach TLS's server name and the info raw.
-  const problem = hostnameProblem(exchange);
-  return problem === null ? null : `is not a host name: ${problem}`;
 }
 
 function reportOf(check: CheckResult): PreflightReport {

@@ -5,7 +5,9 @@
  * domain accepts no mail at all. DNS only: nothing is contacted here.
  */
 import type { Lookup, Resolver } from '../dns/resolver.js';
+import { isIP } from 'node:net';
 import { isNullMx, mxRecords, type MxRecord } from '../checks/records.js';
+import { hostnameProblem } from '../checks/hostname.js';
 
 export interface MxHost {
   exchange: string;
@@ -59,4 +61,18 @@ export function shuffleEqualPreferences(records: readonly MxRecord[], random: ()
       }
       return group;
     });
+}
+
+/**
+ * Why an MX exchange is no host to deliver to: an address literal (an MX names
+ * a host, RFC 2181 section 10.3) or localhost (RFC 6761: this machine). Postfix
+ * and Exim refuse both; so does mailedge.
+ */
+export function unusableExchange(exchange: string): string | null {
+  const name = exchange.toLowerCase().replace(/\.$/, '');
+  if (isIP(name.replace(/^\[|\]$/g, '')) !== 0) return 'is an address, not a host name';
+  if (name === 'localhost' || name.endsWith('.localhost')) return 'names this machine (localhost)';
+  // Control bytes, spaces, a dot inside a label: such a name would reach TLS's server name and the info raw.
+  const problem = hostnameProblem(exchange);
+  return problem === null ? null : `is not a host name: ${problem}`;
 }

@@ -13,6 +13,7 @@ import { lookupTlsa, tlsaName, tlsaRecords, tlsaText, usable, type TlsaRecord } 
 import { discover, fetchPolicy, mxMatches } from './mta-sts.js';
 import { isStoredPolicy, type StoredPolicy } from './policy-store.js';
 import type { ResolvedTlsOptions } from './options.js';
+import type { ResolvedEdgeOptions } from '../options.js';
 import { TlsPolicyError, type TlsAttempt, type TlsRequirement } from './outcome.js';
 import { TlsReporter, type PolicyRef, type ResultType, type TlsRptReport } from './report.js';
 
@@ -247,4 +248,17 @@ function resultTypeOf(code: string, failure: string | undefined): ResultType {
 
 export function familyOf(address: string | undefined): 4 | 6 | undefined {
   return address === undefined ? undefined : isIPv6(address) ? 6 : 4;
+}
+
+/** The TLS policies of a transport's (or a probe's) direct deliveries. */
+export function policiesFor(resolved: ResolvedEdgeOptions, resolver: Resolver, requireTLS: boolean): TlsPolicies {
+  return new TlsPolicies({
+    resolver,
+    tls: resolved.tls,
+    clock: resolved.clock,
+    // Policy hosts are reached over the edge's family: the bound or public address's, else IPv4 unless edge.family is 6.
+    family: () => familyOf(resolved.localAddress ?? resolved.publicAddress) ?? (resolved.family === 6 ? 6 : 4),
+    localAddress: resolved.localAddress,
+    requireTLS,
+  });
 }

@@ -9,11 +9,12 @@
 import type { Resolver } from '../dns/resolver.js';
 import { EdgeVerifier } from '../identity.js';
 import { decide } from '../decide.js';
-import { resolveEdgeOptions, type MailedgeOptions, type ResolvedEdgeOptions } from '../options.js';
-import { resolveMx } from '../routes/mx.js';
+import { mxHostOptions, resolveEdgeOptions, type MailedgeOptions, type ResolvedEdgeOptions } from '../options.js';
+import { resolveMx, unusableExchange } from '../routes/mx.js';
+import { printable } from '../checks/hostname.js';
 import { connectChecked } from '../routes/socket.js';
 import { negotiateTls } from './starttls.js';
-import { TlsPolicies, familyOf } from './policy.js';
+import { policiesFor, type TlsPolicies } from './policy.js';
 import type { TlsOutcome } from './outcome.js';
 
 export interface MxProbe {
@@ -43,14 +44,7 @@ const QUIT_WAIT_MS = 1_000;
 
 export async function probeDomains(options: MailedgeOptions, resolved: ResolvedEdgeOptions, resolver: Resolver, recipients: readonly string[]): Promise<DomainProbe[]> {
   const domains = [...new Set(recipients.map((r) => r.slice(r.lastIndexOf('@') + 1).toLowerCase()).filter(Boolean))];
-  const policies = new TlsPolicies({
-    resolver,
-    tls: resolved.tls,
-    clock: resolved.clock,
-    family: () => familyOf(resolved.localAddress ?? resolved.publicAddress) ?? (resolved.family === 6 ? 6 : 4),
-    localAddress: resolved.localAddress,
-    requireTLS: options.requireTLS === true,
-  });
+  const policies = policiesFor(resolved, resolver, options.requireTLS === true);
   return Promise.all(domains.map((domain) => probeDomain(domain, options, resolved, resolver, policies)));
 }
 
@@ -63,6 +57,9 @@ async function probeDomain(domain: string, options: MailedgeOptions, resolved: R
   const mx = await Promise.all(
     route.hosts.map(async (host): Promise<MxProbe> => {
       const base = { host: host.exchange, preference: host.preference };
+      // Never probed, as never delivered to: an address literal, localhost or a name that is no host name.
+      const unusable = unusableExchange(host.exchange);
+      if (unusable !== null) return { ...base, host: printable(host.exchange), dane: false, usable: false, reason: `MX ${unusable}`, code: 'DEST_UNRESOLVED', tls: null };
       const plan = await policies.planHost(domain, host, policy, route.lookup, AbortSignal.timeout(resolved.timeout));
       if (plan.kind === 'skip') return { ...base, dane: plan.dane, usable: false, reason: plan.error.message, code: plan.error.code, tls: null };
       try {
@@ -85,9 +82,7 @@ async function probeDomain(domain: string, options: MailedgeOptions, resolved: R
 
 /** One MX host as a send reaches it (its own identity check, as src/transport.ts makes MX routes), then QUIT. */
 async function probeHost(exchange: string, options: MailedgeOptions, resolved: ResolvedEdgeOptions, resolver: Resolver, attempt: Parameters<typeof negotiateTls>[1]['attempt']): Promise<TlsOutcome | null> {
-  const { direct: _direct, edge = {}, ...rest } = options;
-  const { mxPort: _mxPort, ...edgeRest } = edge;
-  const hostOptions: MailedgeOptions = { ...rest, host: exchange, port: resolved.mxPort, edge: { ...edgeRest, localRelay: false, receiver: 'final' } };
+  const hostOptions = mxHostOptions(options, exchange, resolved.mxPort);
   const hostResolved = resolveEdgeOptions(hostOptions);
   const verifier = new EdgeVerifier(hostResolved, resolver);
   try {
