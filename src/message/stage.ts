@@ -16,7 +16,7 @@ import { EdgeRefusedError, MailedgeError } from '../errors.js';
 import { checkAuthentication, checkTransportTls } from '../checks/authentication.js';
 import type { Carried } from '../routes/wire-tls.js';
 import { withSeverity, worthWarning, type CheckResult, type PreflightReport } from '../checks/types.js';
-import { dkimKeys, type ResolvedEdgeOptions } from '../options.js';
+import type { ResolvedEdgeOptions } from '../options.js';
 import type { Decision } from '../decide.js';
 import type { MailedgeWarning } from '../routes/route.js';
 import { envelopeOf, withEnvelope } from '../routes/mail-view.js';
@@ -107,7 +107,7 @@ export class MessageStage {
     const key = `${decision.address}|${decision.name}`;
     if (send.last?.key === key) return send.last.authentication;
     const judgement = await this.authenticator.judge(send.prepared, { address: decision.address, name: decision.name }, this.options.receiver, NEVER);
-    const keys = send.prepared.headers.get('dkim-signature').length > 0 ? this.keysOf(mail) : [];
+    const keys = send.prepared.headers.get('dkim-signature').length > 0 ? send.prepared.keys : [];
     const mailFrom = send.prepared.mailFrom;
     const dmarcReportedElsewhere = this.options.checks.dmarc !== 'off' && mailFrom !== false && send.prepared.fromDomain === domainOf(mailFrom);
     const verdict = checkAuthentication(judgement, {
@@ -154,10 +154,6 @@ export class MessageStage {
     warn({ code: check.code ?? 'DMARC_FAIL_MONITORED', message: `mailedge: authentication ${check.domain ?? ''}: ${check.actual}`, check, report });
   }
 
-  private keysOf(mail: unknown): ReturnType<typeof dkimKeys> {
-    const own = (mail as { dkim?: unknown } | undefined)?.dkim;
-    return own ? dkimKeys(own) : this.options.dkim;
-  }
 }
 
 /** The authentication object an error carries, when it is a refusal of the message stage. */

@@ -40,6 +40,8 @@ export interface PreparedMessage {
   /** Undefined when the From header does not hold exactly one address. */
   fromDomain: string | undefined;
   dmarcRecord: DmarcRecordOutcome | undefined;
+  /** The private keys the message is signed with: the message's own dkim option, else the transport's. */
+  keys: readonly DkimKeyOptions[];
 }
 
 /** The verdict and what the check needs to explain it. */
@@ -105,7 +107,7 @@ export class MessageAuthenticator {
     const mailFrom = mail.data.envelope === undefined && single !== undefined ? single : envelopeOf(mail).from;
     const fromDomain = single === undefined ? undefined : domainOf(single);
     const dmarcRecord = fromDomain === undefined ? undefined : await this.dmarcRecord(fromDomain, signal);
-    return { headers, mailFrom, dkim, fromDomain, dmarcRecord };
+    return { headers, mailFrom, dkim, fromDomain, dmarcRecord, keys };
   }
 
   /** The same from rendered bytes alone: `mailFrom` false for the null sender, `keys` the private keys that signed. */
@@ -117,7 +119,7 @@ export class MessageAuthenticator {
       this.dkim.verify(raw, headers, keys, signal),
       fromDomain === undefined ? Promise.resolve(undefined) : this.dmarcRecord(fromDomain, signal),
     ]);
-    return { raw, headers, mailFrom, dkim, fromDomain, dmarcRecord };
+    return { raw, headers, mailFrom, dkim, fromDomain, dmarcRecord, keys };
   }
 
   /** The verdict for one edge address and EHLO name, as the receiver of the given kind computes it. */
