@@ -4,6 +4,7 @@
  * custom headers have all had their say by then.
  */
 import addressparser from 'nodemailer/lib/addressparser';
+import { parseTags } from '../checks/records.js';
 
 export interface HeaderField {
   /** Lower case. */
@@ -49,14 +50,7 @@ export function readHeaderBlock(block: string, extra: readonly HeaderField[] = [
 
 /** The tags of a DKIM-Signature field (RFC 6376 section 3.5), whitespace removed as the RFC allows. */
 export function signatureTags(value: string): Map<string, string> {
-  const tags = new Map<string, string>();
-  for (const part of value.split(';')) {
-    const eq = part.indexOf('=');
-    if (eq <= 0) continue;
-    const name = part.slice(0, eq).trim().toLowerCase();
-    if (!tags.has(name)) tags.set(name, part.slice(eq + 1).replace(/\s+/g, ''));
-  }
-  return tags;
+  return new Map([...parseTags(value)].map(([name, text]) => [name, text.replace(/\s+/g, '')]));
 }
 
 /** The domain of an address, lower case, without a root dot. */
