@@ -145,12 +145,14 @@ function reason(comment: string, verdict: SpfResultName): string {
   return text.length > 0 ? text : verdict;
 }
 
-function spfRecordsSeen(lookups: readonly Lookup[], domain: string): string[] {
+/** The v=spf1 records read at `domain` during an evaluation. */
+export function spfRecordsSeen(lookups: readonly Lookup[], domain: string): string[] {
   const own = lookups.find((l) => l.type === 'TXT' && l.name.toLowerCase() === domain);
   return own ? txtStrings(own).filter((t) => /^v=spf1(\s|$)/i.test(t)) : [];
 }
 
-function senderLocal(sender: string): string {
+/** The local part SPF's %{l} macro expands to: postmaster for a bare domain (RFC 7208 section 4.3). */
+export function senderLocal(sender: string): string {
   const at = sender.lastIndexOf('@');
   return at > 0 ? sender.slice(0, at) : 'postmaster';
 }

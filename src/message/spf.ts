@@ -8,9 +8,9 @@
 import type { Lookup, Resolver } from '../dns/resolver.js';
 import { Cache, type Clock } from '../cache.js';
 import { digLine } from '../checks/evidence.js';
-import { adapter } from '../checks/spf.js';
+import { adapter, senderLocal, spfRecordsSeen } from '../checks/spf.js';
 import { mailauthSpf, type SpfResultName } from '../checks/mailauth.js';
-import { mailDomain, txtStrings } from '../checks/records.js';
+import { mailDomain } from '../checks/records.js';
 
 export interface SpfOutcome {
   result: SpfResultName;
@@ -44,7 +44,7 @@ export class SpfEvaluator {
     const identity = nullSender ? ehloName : (sender as string);
     const parsed = mailDomain(identity);
     const domain = parsed.ok ? parsed.domain : identity.toLowerCase();
-    const local = nullSender ? 'postmaster' : localPart(sender as string);
+    const local = nullSender ? 'postmaster' : senderLocal(sender as string);
     const key = `${nullSender ? 'helo' : 'mailfrom'}|${local}@${domain}|${address}|${ehloName.toLowerCase()}`;
     return this.kept.getOrLoad(key, async () => {
       if (!parsed.ok) {
@@ -60,13 +60,12 @@ export class SpfEvaluator {
         mta: 'mailedge',
         resolver: adapter(this.resolver, signal, lookups),
       });
-      const own = lookups.find((l) => l.type === 'TXT' && l.name.toLowerCase() === domain);
       const outcome: SpfOutcome = {
         result: result.status.result,
         domain,
         identity: nullSender ? 'helo' : 'mailfrom',
         comment: (result.status.comment ?? '').replace(/^mailedge: /, ''),
-        records: own ? txtStrings(own).filter((t) => /^v=spf1(\s|$)/i.test(t)) : [],
+        records: spfRecordsSeen(lookups, domain),
         evidence: [...new Set(lookups.map((l) => digLine(l)))],
       };
       const expiresAt = result.status.result === 'temperror' ? 0 : Math.min(Number.POSITIVE_INFINITY, ...lookups.map((l) => this.resolver.expiresAt(l)));
@@ -75,7 +74,3 @@ export class SpfEvaluator {
   }
 }
 
-function localPart(sender: string): string {
-  const at = sender.lastIndexOf('@');
-  return at > 0 ? sender.slice(0, at) : 'postmaster';
-}
