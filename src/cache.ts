@@ -96,6 +96,8 @@ export class Cache<K, V extends NonNullable<unknown>> {
   private readonly entries = new Map<K, Entry<V>>();
   private readonly inflight = new Map<K, Promise<V>>();
   private insertsSinceSweep = 0;
+  /** The key last moved to the end of `entries`; while it is held, it is the most recently used. */
+  private newest: K | undefined;
 
   constructor(options: CacheOptions<V>) {
     if (!Number.isInteger(options.max) || options.max < 1) throw new RangeError(`cache ${options.name}: max must be a positive integer, not ${options.max}`);
@@ -120,10 +122,20 @@ export class Cache<K, V extends NonNullable<unknown>> {
 
   /** The fresh value, now the most recently used; undefined when missing or expired. No I/O. */
   get(key: K): V | undefined {
-    const entry = this.live(key);
-    if (!entry || entry.expiresAt <= this.clock.now()) return undefined;
-    this.entries.delete(key);
-    this.entries.set(key, entry);
+    const entry = this.entries.get(key);
+    if (!entry) return undefined;
+    const now = this.clock.now();
+    if (entry.dropAt <= now) {
+      this.entries.delete(key);
+      return undefined;
+    }
+    if (entry.expiresAt <= now) return undefined;
+    // Most reads on the send path hit the entry read last: moving it to the end again would change nothing.
+    if (this.newest !== key) {
+      this.entries.delete(key);
+      this.entries.set(key, entry);
+      this.newest = key;
+    }
     return entry.value;
   }
 
@@ -219,6 +231,7 @@ export class Cache<K, V extends NonNullable<unknown>> {
       this.entries.delete(oldest.value);
     }
     this.entries.set(key, { value, expiresAt, dropAt });
+    this.newest = key;
   }
 
   /** The entry while it may still be served, fresh or stale; one past its window is dropped here. */

@@ -26,26 +26,45 @@ export interface Decision {
  * fallback name.
  */
 export function decide(identity: Identity, mail: unknown): Decision {
+  // Every message sent within an identity's TTL gets the same decision: worked out once per identity.
+  const known = decisions.get(identity);
+  if (known) return known;
+  const decision = decideAnew(identity, mail);
+  decisions.set(identity, decision);
+  return decision;
+}
+
+/** Decisions are values: frozen, so the one handed to every message of an identity cannot be changed by any. */
+const decisions = new WeakMap<Identity, Readonly<Decision>>();
+
+function decideAnew(identity: Identity, mail: unknown): Decision {
   const { report } = identity;
   // An ok report has no enforced failure by definition: the common case costs no scan.
   const blocking = report.ok ? undefined : firstFailure(enforcedFailures(report.checks));
   if (blocking) throw new EdgeRefusedError(report, blocking, { mail });
   const address = identity.edge?.address;
   if (report.name && identity.ehloName === report.name && address !== undefined) {
-    return { address, name: report.name, verified: true, stale: report.stale, failed: null };
+    return Object.freeze({ address, name: report.name, verified: true, stale: report.stale, failed: null });
   }
   const failed = firstFailure(report.checks) ?? report.checks[report.checks.length - 1];
   const name = identity.ehloName;
   if (identity.addresses.length === 0 || address === undefined || !failed || name === null) {
     throw new EdgeRefusedError(report, failed ?? missingCheck(), { mail });
   }
-  return { address, name, verified: false, stale: report.stale, failed };
+  return Object.freeze({ address, name, verified: false, stale: report.stale, failed });
 }
 
 /** Two decisions that may share connections: the same address, the same name, the same standing. */
 export function channelKey(decision: Decision): string {
-  return `${decision.address}|${decision.name}|${decision.verified ? 'confirmed' : 'unconfirmed'}`;
+  let key = channelKeys.get(decision);
+  if (key === undefined) {
+    key = `${decision.address}|${decision.name}|${decision.verified ? 'confirmed' : 'unconfirmed'}`;
+    channelKeys.set(decision, key);
+  }
+  return key;
 }
+
+const channelKeys = new WeakMap<Decision, string>();
 
 export function missingCheck(): CheckResult {
   return {

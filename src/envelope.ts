@@ -148,12 +148,16 @@ export class EnvelopeChecks {
    * hiccup here is no reason to hold mail there. A recipient is refused only
    * for a null MX; any other recipient problem is left to the relay.
    */
-  async screen(envelope: MessageEnvelope, edge: EdgeContext, options: ScreenOptions): Promise<Screening> {
+  screen(envelope: MessageEnvelope, edge: EdgeContext, options: ScreenOptions): Screening | Promise<Screening> {
     const plan = this.planFor(envelope, edge);
-    const { tasks } = plan;
-    // The same envelope, every verdict still cached: the screening is the one made last time.
+    // The same envelope, every verdict still cached: the screening is the one made last time, handed back without an await.
     const now = this.options.clock.now();
     if (plan.screening && plan.screening.expiresAt > now) return plan.screening.screening;
+    return this.screenInFull(plan, now, options);
+  }
+
+  private async screenInFull(plan: Plan, now: number, options: ScreenOptions): Promise<Screening> {
+    const { tasks } = plan;
     const expiries = tasks.map((task) => this.verdicts.expiresAt(task.key));
     const allCached = expiries.every((expiresAt) => expiresAt !== undefined);
     const awaited: Array<Promise<{ task: Task; result: CheckResult }>> = [];

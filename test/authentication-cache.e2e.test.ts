@@ -115,6 +115,51 @@ describe('what is verified when', () => {
     expect(receiver.sessions.flatMap((s) => s.authentication ?? []).at(-1)?.dkim[0]?.result).toBe('neutral');
   });
 
+  it("keeps a message shape's verdict (the transport's signer) only while every answer behind it lives", async () => {
+    // The identity's own dkim check (which would refuse a key record that no longer matches) is off: this is about the verdict.
+    const t = transport({ dkim: { domainName: 'spffail.test', keySelector: 's1', privateKey: KEY }, edge: { checks: { ...CHECKS_OFF, dkim: 'off', authentication: 'warn' } } } as Partial<MailedgeOptions>);
+    const send = (i: number) => t.sendMail({ from: 'a@spffail.test', to: 'user@rcpt.test', subject: `m${i}`, text: `body ${i}` });
+    // The first renders and verifies, the second makes the shape, the third is judged from it.
+    for (const i of [1, 2, 3]) expect((await send(i)).authentication?.dkim[0]?.result).toBe('pass');
+    expect(asked('s1._domainkey.spffail.test')).toBe(1);
+
+    const otherKey = createPublicKey(OTHER).export({ type: 'spki', format: 'der' }).toString('base64');
+    ours.setRecords(withKeyRecord('spffail.test', `v=DKIM1; k=rsa; p=${otherKey}`));
+    theirs.setRecords(withKeyRecord('spffail.test', `v=DKIM1; k=rsa; p=${otherKey}`));
+    now += 60_000;
+    expect((await send(4)).authentication?.dkim[0]?.result).toBe('pass');
+    now += 300_000;
+    const rotated = await send(5);
+    expect(rotated.authentication?.dkim[0]?.result).toBe('fail');
+    expect(rotated.authentication?.dmarc).toMatchObject({ result: 'fail', policy: 'reject' });
+    expect(receiver.sessions.flatMap((s) => s.authentication ?? []).at(-1)?.dkim[0]?.result).toBe('fail');
+
+    // The From domain's policy changes: seen once the DMARC answer the shape was made with expires.
+    const policy = (text: string): ResourceRecord[] => [...withKeyRecord('spffail.test', `v=DKIM1; k=rsa; p=${otherKey}`).filter((r) => r.name.toLowerCase() !== '_dmarc.spffail.test'), ...parseZone(`_dmarc.spffail.test. 300 IN TXT "${text}"`)];
+    ours.setRecords(policy('v=DMARC1; p=none'));
+    now += 4_000_000;
+    expect((await send(6)).authentication?.dmarc).toMatchObject({ result: 'fail', policy: 'none' });
+  });
+
+  it("keeps a passing verdict per edge only while the SPF answers behind it live, and hands each message its own copy", async () => {
+    const t = transport();
+    const send = (i: number) => t.sendMail({ from: 'news@aligned.test', to: 'user@rcpt.test', subject: `m${i}`, text: `body ${i}` });
+    const first = await send(1);
+    const second = await send(2);
+    expect(second.authentication).toMatchObject({ spf: { result: 'pass' }, dmarc: { result: 'pass', alignedBy: 'spf' } });
+    // A caller changing what it was handed changes nothing for the next message.
+    (first.authentication as { dmarc: { result: string } }).dmarc.result = 'changed';
+    (second.authentication as { spf: { result: string } }).spf.result = 'changed';
+    const third = await send(3);
+    expect(third.authentication).toMatchObject({ spf: { result: 'pass' }, dmarc: { result: 'pass' } });
+    expect(third.authentication).not.toBe(second.authentication);
+
+    // The domain stops authorising the edge: seen once the SPF answer expires, and then refused (p=reject: DMARC fails).
+    ours.setRecords([...records.filter((r) => !(r.name.toLowerCase() === 'aligned.test' && r.type === 'TXT')), ...parseZone('aligned.test. 300 IN TXT "v=spf1 -all"')]);
+    now += 4_000_000;
+    await expect(send(4)).rejects.toMatchObject({ code: 'DMARC_FAIL', authentication: { spf: { result: 'fail' }, dmarc: { result: 'fail' } } });
+  });
+
   it('verifies again in full when the signed header set changes', async () => {
     const t = transport();
     const dkim = { domainName: 'aligned.test', keySelector: 's1', privateKey: KEY };

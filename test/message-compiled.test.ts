@@ -95,6 +95,24 @@ describe('the signature shape without rendering', () => {
 });
 
 describe('what is verified when', () => {
+  it('lets the first messages of a shape wait for the full verification under way instead of each rendering', async () => {
+    const options = resolveEdgeOptions({ host: '127.0.0.1', edge: { receiver: 'final', dns: { servers: [dns.server] } } } as MailedgeOptions);
+    const authenticator = new MessageAuthenticator(createResolver(options), options.clock, [DKIM]);
+    const signal = AbortSignal.timeout(5000);
+    const first = await compiled({ ...base }, DKIM);
+    expect(await authenticator.prepareCompiled(first, signal)).toBeUndefined();
+    const verifying = authenticator.prepare(first, await renderOnce(first), signal);
+    // Arrive while the first is being verified in full: they get its verdict, unrendered.
+    const others = await Promise.all(Array.from({ length: 5 }, async () => authenticator.prepareCompiled(await compiled({ ...base }, DKIM), signal)));
+    expect((await verifying).dkim.verifiedInFull).toBe(1);
+    for (const other of others) expect(other).toMatchObject({ dkim: { verifiedInFull: 0, signatures: [{ result: 'pass' }] } });
+    // The shape is kept now (the transport's signer, not a per-message key): the next message of it is judged
+    // from it without a promise, the send path's steady state.
+    const steady = authenticator.prepareCompiled(await compiled({ ...base }, DKIM), signal);
+    expect(steady).not.toBeInstanceOf(Promise);
+    expect(steady).toMatchObject({ fromDomain: 'aligned.test', dkim: { signatures: [{ result: 'pass', domain: 'aligned.test' }] } });
+  });
+
   it('renders and verifies the first message of a shape; later ones are judged from their compiled headers', async () => {
     const options = resolveEdgeOptions({ host: '127.0.0.1', edge: { receiver: 'final', dns: { servers: [dns.server] } } } as MailedgeOptions);
     const authenticator = new MessageAuthenticator(createResolver(options), options.clock, []);

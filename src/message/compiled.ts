@@ -21,6 +21,7 @@
  */
 import type { MailMessage } from 'nodemailer/lib/mailer';
 import type { DKIMKey, DKIMOptions } from 'nodemailer/lib/dkim';
+import { Cache, systemClock } from '../cache.js';
 
 /** Nodemailer's default signed header list (its dkim/sign.js). */
 const DEFAULT_FIELD_NAMES =
@@ -53,13 +54,11 @@ export function compiledHeaders(mail: MailMessage): CompiledHeaders | undefined 
   // Nodemailer adds one processing step, its DKIM signer, when the message or the transport signs.
   if (node._processFuncs.length !== (signer ? 1 : 0)) return undefined;
   const block = node.buildHeaders();
-  // Nodemailer builds the root's header block again when it streams the message: it is handed the
-  // one built here, once (nothing changes the headers in between; later renders build their own).
-  const build = node.buildHeaders;
-  node.buildHeaders = () => {
-    node.buildHeaders = build;
-    return block;
-  };
+  // Nodemailer builds the root's header block again when it streams the message: it is handed the one
+  // built here (nothing changes the headers after the transport has the message, and the block already
+  // carries the Date, Message-ID and MIME-Version that building it fixed on the root). Set once, for good:
+  // writing the field again would change the node's shape under Nodemailer's own code.
+  node.buildHeaders = () => block;
   if (!signer) return { block, signatures: [] };
   const names = headerNames(block);
   const h = signedFieldNames(names, signer.options.headerFieldNames ?? DEFAULT_FIELD_NAMES, signer.options.skipFields);
@@ -107,12 +106,11 @@ export function signedFieldNames(present: readonly string[], fieldNames: string,
   if (!included) {
     const skip = new Set((skipFields ?? '').toLowerCase().split(':').map((f) => f.trim()));
     included = [...new Set(fieldNames.toLowerCase().split(':').filter((f) => !skip.has(f.trim())).map((f) => f.trim()))];
-    if (signable.size >= 100) signable.clear();
-    signable.set(key, included);
+    signable.set(key, included, Infinity);
   }
   const have = new Set(present);
   return included.filter((f) => have.has(f)).join(':');
 }
 
 /** The signable names per (headerFieldNames, skipFields): the same few lists for every message. */
-const signable = new Map<string, string[]>();
+const signable = new Cache<string, string[]>({ name: 'signed header lists', max: 100, clock: systemClock });

@@ -22,7 +22,7 @@
 import { createHash } from 'node:crypto';
 import type { DKIMVerifyOptions, DKIMVerifyResult } from 'mailauth';
 import type { Lookup, Resolver } from '../dns/resolver.js';
-import { Cache, type Clock } from '../cache.js';
+import { Cache, systemClock, type Clock } from '../cache.js';
 import { digLine } from '../checks/evidence.js';
 import { adapter } from '../checks/spf.js';
 import { parseTags, txtStrings } from '../checks/records.js';
@@ -47,6 +47,8 @@ export interface DkimOutcome {
   evidence: () => string[];
   /** How many signatures were verified in full (0 when every one came from the cache). */
   verifiedInFull: number;
+  /** Set when every verdict came from the cache: when the first key record answer behind them expires. */
+  expiresAt?: number;
 }
 
 const RESULTS: readonly DkimResultName[] = ['pass', 'fail', 'neutral', 'policy', 'none', 'temperror', 'permerror'];
@@ -75,13 +77,16 @@ const MAX_SHAPES = 1_000;
 
 export class DkimVerifier {
   private readonly kept: Cache<string, Kept>;
-  private readonly parsed = new Map<string, Map<string, string>>();
+  private readonly parsed: Cache<string, Map<string, string>>;
+  /** Shapes being verified in full now, and the verification their other messages wait for (entries leave when it ends). */
+  private readonly verifying = new Map<string, Promise<void>>();
 
   constructor(
     private readonly resolver: Resolver,
     clock: Clock,
   ) {
     this.kept = new Cache({ name: 'dkim verdicts', max: MAX_SHAPES, clock });
+    this.parsed = new Cache({ name: 'dkim signature tags', max: MAX_SHAPES, clock });
   }
 
   /**
@@ -92,23 +97,48 @@ export class DkimVerifier {
    */
   async fromCache(headers: MessageHeaders, keys: readonly DkimKeyOptions[], signal: AbortSignal): Promise<DkimOutcome | undefined> {
     const fields = headers.get('dkim-signature');
-    if (fields.length === 0) return { signatures: [], evidence: () => [], verifiedInFull: 0 };
+    if (fields.length === 0) return { signatures: [], evidence: () => [], verifiedInFull: 0, expiresAt: Number.POSITIVE_INFINITY };
     const shapes = this.shapesOf(fields, keys, true);
-    if (shapes.some((s) => !s.own || this.kept.get(s.shape) === undefined)) return undefined;
-    const { cached, evidence } = await this.cachedFor(shapes, signal);
-    return cached.every((v) => v !== undefined) ? { signatures: cached as DkimSignatureVerdict[], evidence, verifiedInFull: 0 } : undefined;
+    if (shapes.some((s) => !s.own)) return undefined;
+    const missing = shapes.filter((s) => this.kept.get(s.shape) === undefined);
+    if (missing.length > 0) {
+      // The first messages of a shape arrive together: one is verified in full, the others wait for its verdict.
+      const running = missing.map((s) => this.verifying.get(s.shape));
+      if (running.some((r) => r === undefined)) return undefined;
+      await Promise.all(running);
+      if (missing.some((s) => this.kept.get(s.shape) === undefined)) return undefined;
+    }
+    const { records, cached, evidence } = await this.cachedFor(shapes, signal);
+    if (!cached.every((v) => v !== undefined)) return undefined;
+    return { signatures: cached as DkimSignatureVerdict[], evidence, verifiedInFull: 0, expiresAt: Math.min(...records.map((r) => this.resolver.expiresAt(r))) };
   }
 
   async verify(raw: Buffer, headers: MessageHeaders, keys: readonly DkimKeyOptions[], signal: AbortSignal): Promise<DkimOutcome> {
     const fields = headers.get('dkim-signature');
     if (fields.length === 0) return { signatures: [], evidence: () => [], verifiedInFull: 0 };
     const shapes = this.shapesOf(fields, keys);
+    // Claimed before the first await: messages of these shapes arriving meanwhile wait for this verdict (fromCache).
+    let finished = (): void => undefined;
+    const running = new Promise<void>((resolve) => {
+      finished = resolve;
+    });
+    const claimed = shapes.filter((s) => s.own && this.kept.get(s.shape) === undefined && !this.verifying.has(s.shape)).map((s) => s.shape);
+    for (const shape of claimed) this.verifying.set(shape, running);
+    try {
+      return await this.verifyInFull(raw, shapes, signal);
+    } finally {
+      // After the verdicts are kept (verifyInFull keeps them before it returns).
+      for (const shape of claimed) this.verifying.delete(shape);
+      finished();
+    }
+  }
+
+  private async verifyInFull(raw: Buffer, shapes: readonly Shape[], signal: AbortSignal): Promise<DkimOutcome> {
     const { records, cached, evidence } = await this.cachedFor(shapes, signal);
     if (cached.every((v) => v !== undefined)) return { signatures: cached as DkimSignatureVerdict[], evidence, verifiedInFull: 0 };
 
     const verify = await loadVerify();
-    const lookups: Lookup[] = [];
-    const result = await verify(raw, { resolver: adapter(this.resolver, signal, lookups) as DKIMVerifyOptions['resolver'] });
+    const result = await verify(raw, { resolver: adapter(this.resolver, signal, [] as Lookup[]) as DKIMVerifyOptions['resolver'] });
     // mailauth gives one result per DKIM-Signature field, in header order: matched by position (two signatures
     // may share d= and s=, e.g. the old and the new key of a rotation), by d= and s= only if the counts differ.
     const byPosition = result.results.length === shapes.length;
@@ -157,8 +187,7 @@ export class DkimVerifier {
     let tags = this.parsed.get(value);
     if (!tags) {
       tags = signatureTags(value);
-      if (this.parsed.size >= MAX_SHAPES) this.parsed.clear();
-      this.parsed.set(value, tags);
+      this.parsed.set(value, tags, Number.POSITIVE_INFINITY);
     }
     return tags;
   }
@@ -196,11 +225,10 @@ function fingerprint(key: string | Buffer): string {
   let known = fingerprints.get(key);
   if (known === undefined) {
     known = createHash('sha256').update(key).digest('base64').slice(0, 16);
-    if (fingerprints.size >= MAX_SHAPES) fingerprints.clear();
-    fingerprints.set(key, known);
+    fingerprints.set(key, known, Number.POSITIVE_INFINITY);
   }
   return known;
 }
 
 /** PEM text to fingerprint: hashing the key on every message would cost more than reading the kept verdict. */
-const fingerprints = new Map<string, string>();
+const fingerprints = new Cache<string, string>({ name: 'dkim key fingerprints', max: MAX_SHAPES, clock: systemClock });

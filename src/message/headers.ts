@@ -5,6 +5,7 @@
  */
 import addressparser from 'nodemailer/lib/addressparser';
 import { parseTags } from '../checks/records.js';
+import { Cache, systemClock } from '../cache.js';
 
 export interface HeaderField {
   /** Lower case. */
@@ -14,12 +15,12 @@ export interface HeaderField {
 }
 
 export interface MessageHeaders {
-  fields: HeaderField[];
   /** Every address in every From field, as the receiver reads them. */
   from: string[];
   /** How many From fields the header carries. */
   fromFields: number;
-  get(name: string): string[];
+  /** The unfolded, trimmed values of the fields of a name (lower case), in order. */
+  get(name: string): readonly string[];
 }
 
 /** The header block of a rendered RFC 5322 message (up to the first empty line). */
@@ -31,22 +32,53 @@ export function readHeaders(raw: Buffer): MessageHeaders {
 
 /** A header block given as text (src/message/compiled.ts), with fields the wire will carry on top (the DKIM-Signature fields to come). */
 export function readHeaderBlock(block: string, extra: readonly HeaderField[] = []): MessageHeaders {
-  const fields: HeaderField[] = [...extra];
-  for (const line of block.split(/\r?\n/)) {
-    const last = fields[fields.length - 1];
-    if (/^[ \t]/.test(line) && last) {
-      last.value = `${last.value} ${line.trim()}`;
-      continue;
+  // One pass with indexOf straight into an index by name: this runs for every message sent.
+  const index = new Map<string, string[]>();
+  let values: string[] | undefined;
+  const add = (name: string, value: string): void => {
+    values = index.get(name);
+    if (values) values.push(value);
+    else index.set(name, (values = [value]));
+  };
+  for (const field of extra) add(field.name, field.value);
+  const length = block.length;
+  for (let start = 0; start < length; ) {
+    let end = block.indexOf('\n', start);
+    if (end < 0) end = length;
+    const lineEnd = end > start && block.charCodeAt(end - 1) === 13 ? end - 1 : end;
+    const first = block.charCodeAt(start);
+    if ((first === 32 || first === 9) && values) {
+      // A continuation line belongs to the field read last.
+      values[values.length - 1] = `${values[values.length - 1] ?? ''} ${block.slice(start, lineEnd).trim()}`;
+    } else {
+      const colon = block.indexOf(':', start);
+      if (colon > start && colon < lineEnd) add(block.slice(start, colon).trim().toLowerCase(), block.slice(colon + 1, lineEnd).trim());
     }
-    const colon = line.indexOf(':');
-    if (colon <= 0) continue;
-    fields.push({ name: line.slice(0, colon).trim().toLowerCase(), value: line.slice(colon + 1).trim() });
+    start = end + 1;
   }
-  const get = (name: string): string[] => fields.filter((f) => f.name === name).map((f) => f.value);
-  const fromValues = get('from');
-  const from = fromValues.flatMap((value) => addressparser(value, { flatten: true }).map((a) => a.address).filter((a) => a.length > 0));
-  return { fields, from, fromFields: fromValues.length, get };
+  const get = (name: string): readonly string[] => index.get(name) ?? NONE;
+  const fromValues = index.get('from') ?? [];
+  const from = fromValues.flatMap(fromAddresses);
+  return { from, fromFields: fromValues.length, get };
 }
+
+/**
+ * The addresses in one From field's value. Most messages of an application
+ * carry one of a few From values, so the parse is kept per value (bounded;
+ * forgetting one only parses it again).
+ */
+function fromAddresses(value: string): string[] {
+  let addresses = parsedFrom.get(value);
+  if (!addresses) {
+    addresses = addressparser(value, { flatten: true }).map((a) => a.address).filter((a) => a.length > 0);
+    parsedFrom.set(value, addresses, Infinity);
+  }
+  return addresses;
+}
+
+const NONE: readonly string[] = Object.freeze([]);
+
+const parsedFrom = new Cache<string, string[]>({ name: 'from addresses', max: 1000, clock: systemClock });
 
 /** The tags of a DKIM-Signature field (RFC 6376 section 3.5), whitespace removed as the RFC allows. */
 export function signatureTags(value: string): Map<string, string> {

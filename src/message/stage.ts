@@ -22,7 +22,7 @@ import type { MailedgeWarning } from '../routes/route.js';
 import { envelopeOf, withEnvelope } from '../routes/mail-view.js';
 import { MessageTooLargeError, renderOnce } from './render.js';
 import { domainOf } from './headers.js';
-import { MessageAuthenticator, type Authentication, type PreparedMessage } from './verdict.js';
+import { MessageAuthenticator, type Authentication, type MessageShape, type PreparedMessage } from './verdict.js';
 
 export type { Authentication } from './verdict.js';
 
@@ -39,6 +39,18 @@ setMaxListeners(0, NEVER);
 
 /** Warnings remembered at most; forgetting one only lets it be raised again. */
 const MAX_WARNED = 10_000;
+/** Edges a shape's passing verdicts are remembered for at most: a pool's addresses, or direct delivery's few. */
+const MAX_PASSED_EDGES = 64;
+
+/** Each message gets its own verdict object: a caller may change what it is handed. */
+function copyOf(authentication: Authentication): Authentication {
+  return {
+    spf: { ...authentication.spf },
+    dkim: authentication.dkim.map((signature) => ({ ...signature })),
+    dmarc: { ...authentication.dmarc },
+    header: authentication.header,
+  };
+}
 
 export interface PreparedSend {
   /** The message to hand to Nodemailer: the same envelope, with the rendered bytes. */
@@ -52,6 +64,13 @@ export class MessageStage {
   readonly active: boolean;
   private readonly authenticator: MessageAuthenticator;
   private readonly warned: Cache<string, true>;
+  /**
+   * Verdicts that passed, per message shape and edge: what most messages of a
+   * running application get again. Held by the shape (src/message/verdict.ts
+   * keeps at most 1,000, each for the TTLs behind it), each for the TTLs of
+   * the SPF answers behind it.
+   */
+  private readonly passed = new WeakMap<MessageShape, Cache<string, Authentication>>();
 
   constructor(
     private readonly options: ResolvedEdgeOptions,
@@ -84,10 +103,16 @@ export class MessageStage {
    * the node it renders is its own root, which a view (Object.create of the
    * node) is not.
    */
-  async prepare(mail: MailMessage, outgoing: MailMessage, report: PreflightReport): Promise<PreparedSend | undefined> {
+  prepare(mail: MailMessage, outgoing: MailMessage, report: PreflightReport): PreparedSend | undefined | Promise<PreparedSend | undefined> {
     if (!this.active) return undefined;
-    const compiled = await this.authenticator.prepareCompiled(mail, NEVER);
-    if (compiled) return { outgoing, prepared: compiled };
+    const compiled = this.authenticator.prepareCompiled(mail, NEVER);
+    if (compiled === undefined) return this.render(mail, outgoing, report);
+    // A shape judged before: no await, so the hand-over stays as cheap as raw Nodemailer's.
+    if (!(compiled instanceof Promise)) return { outgoing, prepared: compiled };
+    return compiled.then((prepared) => (prepared ? { outgoing, prepared } : this.render(mail, outgoing, report)));
+  }
+
+  private async render(mail: MailMessage, outgoing: MailMessage, report: PreflightReport): Promise<PreparedSend> {
     let raw: Buffer;
     try {
       raw = await renderOnce(mail);
@@ -103,9 +128,21 @@ export class MessageStage {
    * The verdict for the edge this message leaves with; throws the refusal
    * (EdgeRefusedError with `authentication`) when the check, enforced, fails.
    */
-  async judge(send: PreparedSend, decision: Decision, report: PreflightReport, mail: unknown, warn: (warning: MailedgeWarning) => void): Promise<Authentication> {
+  judge(send: PreparedSend, decision: Decision, report: PreflightReport, mail: unknown, warn: (warning: MailedgeWarning) => void): Authentication | Promise<Authentication> {
     const key = `${decision.address}|${decision.name}`;
     if (send.last?.key === key) return send.last.authentication;
+    // A message of a shape that passed from this edge before, within the TTLs behind that verdict: the same verdict.
+    const shape = send.prepared.shape;
+    const passed = shape && this.passed.get(shape)?.get(key);
+    if (passed) {
+      const authentication = copyOf(passed);
+      send.last = { key, authentication };
+      return authentication;
+    }
+    return this.judgeInFull(send, key, decision, report, mail, warn);
+  }
+
+  private async judgeInFull(send: PreparedSend, key: string, decision: Decision, report: PreflightReport, mail: unknown, warn: (warning: MailedgeWarning) => void): Promise<Authentication> {
     const judgement = await this.authenticator.judge(send.prepared, { address: decision.address, name: decision.name }, this.options.receiver, NEVER);
     const keys = send.prepared.headers.get('dkim-signature').length > 0 ? send.prepared.keys : [];
     const mailFrom = send.prepared.mailFrom;
@@ -121,6 +158,12 @@ export class MessageStage {
     // The common case: nothing to refuse or warn about, and nothing to format.
     if (verdict.status === 'pass') {
       send.last = { key, authentication };
+      const shape = send.prepared.shape;
+      if (shape) {
+        let edges = this.passed.get(shape);
+        if (!edges) this.passed.set(shape, (edges = new Cache({ name: 'authentication passes', max: MAX_PASSED_EDGES, clock: this.options.clock })));
+        edges.set(key, copyOf(authentication), this.authenticator.spfExpiresAt(judgement));
+      }
       return authentication;
     }
     const check = withSeverity(verdict, this.options.checks.authentication === 'warn' ? 'warn' : 'enforce', send.prepared.fromDomain);
@@ -138,6 +181,8 @@ export class MessageStage {
    * warning, once per receiver while it stands (edge.minTtl), never a refusal.
    */
   requireTls(carried: Carried, receiver: string, decision: Decision, report: PreflightReport, warn: (warning: MailedgeWarning) => void): void {
+    // Sent over TLS, or TLS not offered: the common case needs no verdict to be written out.
+    if (carried.tls !== null || carried.offered !== true) return;
     const check = checkTransportTls(carried, receiver);
     if (check.status === 'pass') return;
     const result: CheckResult = { ...check, severity: 'warn', domain: receiver };

@@ -42,6 +42,23 @@ export interface PreparedMessage {
   dmarcRecord: DmarcRecordOutcome | undefined;
   /** The private keys the message is signed with: the message's own dkim option, else the transport's. */
   keys: readonly DkimKeyOptions[];
+  /** The shape this message shares with others judged before (src/message/stage.ts keeps their verdicts per edge). */
+  shape?: MessageShape;
+}
+
+/**
+ * What every message of one shape shares: the same MAIL FROM, From field(s),
+ * DKIM-Signature tags (d=, s=, a=, c=, the signed header names) from the
+ * transport's keys, and the same fields the requirements read (Date and
+ * Message-ID present or not, List-Unsubscribe and List-Unsubscribe-Post).
+ * Only Subject, Date, Message-ID values and the body differ, and no verdict
+ * reads them: the body hash is Nodemailer's signer's, verified in full for
+ * the first message of the shape.
+ */
+export interface MessageShape {
+  dkim: DkimOutcome;
+  fromDomain: string | undefined;
+  dmarcRecord: DmarcRecordOutcome | undefined;
 }
 
 /** The verdict and what the check needs to explain it. */
@@ -56,11 +73,27 @@ export interface Judgement {
 
 /** From domains whose DMARC record is remembered at most. */
 const MAX_DMARC = 10_000;
+/** Message shapes remembered at most: a few per kind of message an application sends. */
+const MAX_SHAPES = 1_000;
+
+/** The fields a shape is made of (MessageShape), as one key (JSON: no separator a header value could forge). */
+function shapeKeyOf(headers: MessageHeaders, signatures: readonly string[], mailFrom: string | false): string {
+  return JSON.stringify([
+    mailFrom,
+    headers.get('from'),
+    signatures,
+    headers.get('date').length > 0,
+    headers.get('message-id').length > 0,
+    headers.get('list-unsubscribe'),
+    headers.get('list-unsubscribe-post'),
+  ]);
+}
 
 export class MessageAuthenticator {
   private readonly dkim: DkimVerifier;
   private readonly spf: SpfEvaluator;
   private readonly dmarc: Cache<string, DmarcRecordOutcome>;
+  private readonly shapes: Cache<string, MessageShape>;
 
   constructor(
     private readonly resolver: Resolver,
@@ -72,6 +105,7 @@ export class MessageAuthenticator {
     this.dkim = new DkimVerifier(resolver, clock);
     this.spf = new SpfEvaluator(resolver, clock);
     this.dmarc = new Cache({ name: 'dmarc records', max: MAX_DMARC, clock });
+    this.shapes = new Cache({ name: 'message shapes', max: MAX_SHAPES, clock });
   }
 
   /** The message's own part of the verdict, from its rendered bytes. */
@@ -88,8 +122,12 @@ export class MessageAuthenticator {
    * Undefined when the message has to be rendered (src/message/compiled.ts
    * says when the header block cannot be known; a signature shape or key
    * record answer not verified in full yet).
+   *
+   * Synchronous when this shape of message was judged before within the TTLs
+   * behind it (see `shapes`): the common case of an application sending one
+   * kind of message again and again costs a header read and one cache read.
    */
-  async prepareCompiled(mail: MailMessage, signal: AbortSignal): Promise<PreparedMessage | undefined> {
+  prepareCompiled(mail: MailMessage, signal: AbortSignal): PreparedMessage | undefined | Promise<PreparedMessage | undefined> {
     const compiled = compiledHeaders(mail);
     if (!compiled) return undefined;
     const headers = readHeaderBlock(
@@ -98,16 +136,40 @@ export class MessageAuthenticator {
     );
     // A DKIM-Signature field of the caller's own (a signature mailedge did not make) needs the bytes.
     if (headers.get('dkim-signature').length !== compiled.signatures.length) return undefined;
-    const keys = mail.data.dkim ? dkimKeys(mail.data.dkim) : this.transportKeys;
-    const dkim = await this.dkim.fromCache(headers, keys, signal);
-    if (!dkim) return undefined;
+    const ownKeys = mail.data.dkim !== undefined;
+    const keys = ownKeys ? dkimKeys(mail.data.dkim) : this.transportKeys;
     const single = headers.fromFields === 1 && headers.from.length === 1 ? headers.from[0] : undefined;
     // Without an envelope option MAIL FROM is the From address (Nodemailer's getEnvelope), read above from the
     // same header; getEnvelope parses every address header again on each call.
     const mailFrom = mail.data.envelope === undefined && single !== undefined ? single : envelopeOf(mail).from;
+    // A message's own keys are not part of the shape: such a message takes the full path.
+    const shapeKey = ownKeys ? undefined : shapeKeyOf(headers, compiled.signatures, mailFrom);
+    const known = shapeKey === undefined ? undefined : this.shapes.get(shapeKey);
+    if (known) return { headers, mailFrom, keys, dkim: known.dkim, fromDomain: known.fromDomain, dmarcRecord: known.dmarcRecord, shape: known };
+    return this.completeCompiled(headers, mailFrom, keys, single, shapeKey, signal);
+  }
+
+  private async completeCompiled(
+    headers: MessageHeaders,
+    mailFrom: string | false,
+    keys: readonly DkimKeyOptions[],
+    single: string | undefined,
+    shapeKey: string | undefined,
+    signal: AbortSignal,
+  ): Promise<PreparedMessage | undefined> {
+    const dkim = await this.dkim.fromCache(headers, keys, signal);
+    if (!dkim) return undefined;
     const fromDomain = single === undefined ? undefined : domainOf(single);
     const dmarcRecord = fromDomain === undefined ? undefined : await this.dmarcRecord(fromDomain, signal);
-    return { headers, mailFrom, dkim, fromDomain, dmarcRecord, keys };
+    const prepared: PreparedMessage = { headers, mailFrom, dkim, fromDomain, dmarcRecord, keys };
+    // Kept until the first DNS answer behind it expires: the DKIM key records and the DMARC record.
+    const dmarcExpiresAt = fromDomain === undefined ? Number.POSITIVE_INFINITY : this.dmarc.expiresAt(fromDomain);
+    if (shapeKey !== undefined && dkim.expiresAt !== undefined && dmarcExpiresAt !== undefined) {
+      const shape: MessageShape = { dkim, fromDomain, dmarcRecord };
+      this.shapes.set(shapeKey, shape, Math.min(dkim.expiresAt, dmarcExpiresAt));
+      prepared.shape = shape;
+    }
+    return prepared;
   }
 
   /** The same from rendered bytes alone: `mailFrom` false for the null sender, `keys` the private keys that signed. */
@@ -143,6 +205,11 @@ export class MessageAuthenticator {
     };
     authentication.header = authenticationResultsHeader(this.authserv, authentication, spf?.identity ?? (prepared.mailFrom === false ? 'helo' : 'mailfrom'));
     return { authentication, receiver, prepared, spf, edge };
+  }
+
+  /** When a judgement stops being valid as far as SPF goes: never for a relay, where SPF is not evaluated. */
+  spfExpiresAt(judgement: Judgement): number {
+    return judgement.spf ? this.spf.expiresAt(judgement.spf) : Number.POSITIVE_INFINITY;
   }
 
   private dmarcRecord(domain: string, signal: AbortSignal): Promise<DmarcRecordOutcome> {

@@ -22,8 +22,13 @@ const envelopes = new WeakMap<MimeNode, ReturnType<MimeNode['getEnvelope']>>();
 function fullEnvelope(message: MimeNode): ReturnType<MimeNode['getEnvelope']> {
   let known = envelopes.get(message);
   if (known === undefined) {
-    known = message.getEnvelope();
-    envelopes.set(message, known);
+    const parsed = message.getEnvelope();
+    known = parsed;
+    envelopes.set(message, parsed);
+    // Nodemailer's transport asks again when it sends, and adds fields to what it gets: a fresh copy of this parse
+    // (an envelope given as an option is Nodemailer's to hand out, as it is).
+    const given = (message as MimeNode & { _envelope?: unknown })._envelope;
+    if (!given && !Object.prototype.hasOwnProperty.call(message, 'getEnvelope')) message.getEnvelope = () => ({ from: parsed.from, to: [...(parsed.to ?? [])] });
   }
   return known;
 }

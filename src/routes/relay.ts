@@ -17,14 +17,14 @@ import type { MailMessage } from 'nodemailer/lib/mailer';
 import { EdgeRefusedError, MailedgeError } from '../errors.js';
 import { worthWarning, type PreflightReport } from '../checks/types.js';
 import { EdgeVerifier, type Identity } from '../identity.js';
-import { withEnvelopeChecks } from '../envelope.js';
+import { withEnvelopeChecks, type Screening } from '../envelope.js';
 import { channelKey, decide, type Decision } from '../decide.js';
 import type { ResolvedEdgeOptions, SmtpOptions } from '../options.js';
 import { asSmtpSendError } from '../send-error.js';
 import { awaitGreeting, connectChecked } from './socket.js';
 import { callSafely } from '../call-safely.js';
-import { envelopeOf, withEnvelope } from './mail-view.js';
-import type { MailedgeSentMessageInfo, Route, RouteContext } from './route.js';
+import { envelopeOf, withEnvelope, type Envelope } from './mail-view.js';
+import type { MailedgeSentMessageInfo, MailedgeWarning, Route, RouteContext } from './route.js';
 import type { SMTPSentMessageInfo } from 'nodemailer/lib/smtp-transport';
 import type { Socket } from 'node:net';
 // Direct delivery's TLS policies (issue 12): STARTTLS by mailedge on its own socket.
@@ -82,6 +82,8 @@ export class RelayRoute implements Route {
   /** The TLS attempt of the message being handed to Nodemailer now (src/tls/outcome.ts); openSocket takes it. */
   private pendingTls: TlsAttempt | undefined;
   private readonly message: MessageStage;
+  /** The context's warn, bound once: the send path hands it on for every message. */
+  private readonly warn = (warning: MailedgeWarning): void => this.context.warn(warning);
 
   constructor(
     private readonly smtp: SmtpOptions,
@@ -100,9 +102,9 @@ export class RelayRoute implements Route {
     if (this.pooled) setImmediate(() => this.idling && !this.closed && this.context.emit('idle'));
   }
 
-  /** The identity now, from cache when it is within its TTL. */
-  async identity(): Promise<Identity> {
-    return this.verifier.current() ?? (await this.verifier.identity());
+  /** The identity now: from cache (no promise) while it is within its TTL. */
+  identity(): Identity | Promise<Identity> {
+    return this.verifier.current() ?? this.verifier.identity();
   }
 
   async preflight(): Promise<PreflightReport> {
@@ -122,28 +124,38 @@ export class RelayRoute implements Route {
     };
     try {
       if (this.closed) throw closedError();
-      const identity = await untilAborted(this.identity(), signal);
+      // Each stage answers from cache, without a promise, in the steady state (an application sending the same
+      // kind of message again): awaited only when it had to ask DNS or render.
+      const pendingIdentity = this.identity();
+      const identity = pendingIdentity instanceof Promise ? await untilAborted(pendingIdentity, signal) : pendingIdentity;
       const decision = decide(identity, mail.data);
       this.announce(identity, decision);
-      const screened = await untilAborted(this.screen(identity, decision, mail), signal);
+      const screening = this.screen(identity, decision, mail);
+      const screened = screening instanceof Promise ? await untilAborted(screening, signal) : screening;
       const { refused } = screened;
-      // Message identity (issue 11): rendered once here; these bytes are verified and sent.
-      const message = await untilAborted(this.message.prepare(mail, screened.outgoing, identity.report), signal);
+      // Message identity (issue 11): rendered once here (when the verdict needs the bytes); these bytes are verified and sent.
+      const preparing = this.message.prepare(mail, screened.outgoing, identity.report);
+      const message = preparing instanceof Promise ? await untilAborted(preparing, signal) : preparing;
       const outgoing = message?.outgoing ?? screened.outgoing;
       // Judged now for this decision, before waiting for a connection; the hand-over below re-reads it (same edge) or judges anew.
-      if (message) await untilAborted(this.message.judge(message, decision, identity.report, mail.data, (w) => this.context.warn(w)), signal);
+      const judging = message && this.message.judge(message, decision, identity.report, mail.data, this.warn);
+      if (judging instanceof Promise) await untilAborted(judging, signal);
       for (let handover = 1; ; handover++) {
-        await this.acquireSlot(signal);
+        if (signal?.aborted) throw createAbortError(signal);
+        // A connection free now: no wait (and no promise) for it.
+        if (!this.takeSlot()) await this.acquireSlot(signal);
         leave();
         let channel: Channel;
         let now: Decision;
         let authentication: Authentication | undefined;
         try {
           // The message meets the connection: the identity as it stands now, a cache read unless it expired.
-          const current = await this.identity();
+          const pendingCurrent = this.identity();
+          const current = pendingCurrent instanceof Promise ? await pendingCurrent : pendingCurrent;
           now = decide(current, mail.data);
           // Message identity (issue 11): the verdict for the address and EHLO name it leaves with; may refuse.
-          authentication = message && (await this.message.judge(message, now, current.report, mail.data, (w) => this.context.warn(w)));
+          const verdict = message && this.message.judge(message, now, current.report, mail.data, this.warn);
+          authentication = verdict instanceof Promise ? await verdict : verdict;
           channel = this.channelFor(now);
         } catch (err) {
           this.releaseSlot();
@@ -153,7 +165,7 @@ export class RelayRoute implements Route {
           const delivered = await this.deliver(channel, outgoing);
           const info = redact.info(delivered.info);
           const carried = delivered.carried;
-          if (carried && message) this.message.requireTls(carried, `${this.smtp.host ?? 'localhost'}:${this.options.port}`, now, identity.report, (w) => this.context.warn(w));
+          if (carried && message) this.message.requireTls(carried, `${this.smtp.host ?? 'localhost'}:${this.options.port}`, now, identity.report, this.warn);
           if (refused.length > 0) {
             info.rejected = [...(info.rejected ?? []), ...refused.map((r) => r.recipient ?? '')];
             info.rejectedErrors = [...(info.rejectedErrors ?? []), ...refused];
@@ -213,13 +225,20 @@ export class RelayRoute implements Route {
     }
   }
 
-  /** Pooled: a connection is free (or may be opened) for this message; unpooled: always at once. */
-  private acquireSlot(signal: AbortSignal | undefined): Promise<void> {
-    if (this.closed) return Promise.reject(closedError());
+  /** A slot taken at once when one is free: unpooled always, pooled while fewer messages are handed than connections. */
+  private takeSlot(): boolean {
+    if (this.closed) return false;
     if (!this.pooled || (this.handed < this.maxConnections && this.waiters.length === 0)) {
       this.handed++;
-      return Promise.resolve();
+      return true;
     }
+    return false;
+  }
+
+  /** Pooled: waits until a connection is free (or may be opened) for this message. */
+  private acquireSlot(signal: AbortSignal | undefined): Promise<void> {
+    if (this.closed) return Promise.reject(closedError());
+    if (this.takeSlot()) return Promise.resolve();
     return new Promise((resolve, reject) => {
       const onAbort = (): void => {
         const index = this.waiters.indexOf(waiter);
@@ -368,12 +387,12 @@ export class RelayRoute implements Route {
    * or an enforced sender-side check failed, the send is refused before any
    * connection, with the message.
    */
-  private async screen(identity: Identity, decision: Decision, mail: MailMessage): Promise<{ outgoing: MailMessage; refused: EdgeRefusedError[] }> {
+  private screen(identity: Identity, decision: Decision, mail: MailMessage): Screened | Promise<Screened> {
     const checks = this.context.envelopeChecks;
     if (!checks.active) return { outgoing: mail, refused: [] };
     const envelope = envelopeOf(mail);
     const { report } = identity;
-    const screening = await checks.screen(
+    const screening = checks.screen(
       { from: envelope.from, to: envelope.to },
       { address: decision.address, ehloName: decision.name },
       {
@@ -382,6 +401,11 @@ export class RelayRoute implements Route {
         warn: (check) => this.context.warn({ code: check.code ?? 'DNS_TEMPFAIL', message: `mailedge: ${check.id} ${check.domain ?? ''}: ${check.actual}`, check, report }),
       },
     );
+    return screening instanceof Promise ? screening.then((done) => this.screened(done, report, envelope, mail)) : this.screened(screening, report, envelope, mail);
+  }
+
+  /** What the screening leaves of the envelope; throws the refusal when nothing is left to send. */
+  private screened(screening: Screening, report: PreflightReport, envelope: Envelope, mail: MailMessage): Screened {
     const withChecks = (): PreflightReport => withEnvelopeChecks(report, screening.checks);
     if (screening.blocking) throw new EdgeRefusedError(withChecks(), screening.blocking, { mail: mail.data });
     if (screening.refused.length === 0) return { outgoing: mail, refused: [] };
@@ -425,6 +449,12 @@ export class RelayRoute implements Route {
       if (worthWarning(check) && check.code) this.context.warn({ code: check.code, message: `mailedge: ${check.id}: ${check.actual}`, check, report });
     }
   }
+}
+
+/** What the envelope checks leave to send: the message (with the recipients left) and the recipients refused. */
+interface Screened {
+  outgoing: MailMessage;
+  refused: EdgeRefusedError[];
 }
 
 /** Nodemailer's shape for an aborted send, so apps test err.code === 'EABORT' either way. */

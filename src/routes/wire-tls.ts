@@ -17,8 +17,8 @@
  *   piped into the TLS socket Nodemailer made on top of one (its STARTTLS, or
  *   implicit TLS): TLS, with its version and cipher read from that socket;
  * - whether the receiver offered STARTTLS: the replies read on the plain
- *   socket until an EHLO reply lists STARTTLS (a peek at the socket's 'data'
- *   events, which does not change who reads them or when).
+ *   socket up to the end of the first 250 reply, the EHLO reply (a peek at
+ *   the socket's 'data' events, which does not change who reads them or when).
  */
 import { TLSSocket } from 'node:tls';
 import type { Socket } from 'node:net';
@@ -43,7 +43,7 @@ export interface Carried {
 /** A data stream Nodemailer piped into a socket mailedge handed over → that socket. */
 const carriedBy = new WeakMap<object, Socket>();
 const offers = new WeakMap<Socket, boolean>();
-/** Bytes of replies read for a STARTTLS line at most: the EHLO reply comes within the first few hundred. */
+/** Bytes of replies read for the EHLO reply at most: it comes within the first few hundred. */
 const MAX_PEEK = 64 * 1024;
 
 /** Watch a socket handed to Nodemailer; `replies`: also read the server's replies for a STARTTLS offer (a plain socket whose EHLO Nodemailer says). */
@@ -57,7 +57,7 @@ export function watchSocket(socket: Socket, replies: boolean): void {
 function peekOffer(socket: Socket): void {
   offers.set(socket, false);
   let read = 0;
-  let tail = '';
+  let pending = '';
   const own = Object.prototype.hasOwnProperty.call(socket, 'emit');
   const emit = socket.emit;
   const stop = (): void => {
@@ -67,15 +67,24 @@ function peekOffer(socket: Socket): void {
   socket.emit = function (this: Socket, event: string | symbol, ...args: unknown[]): boolean {
     if (event === 'data') {
       const chunk = args[0];
-      const text = tail + (Buffer.isBuffer(chunk) ? chunk.toString('latin1') : String(chunk));
-      if (/(?:^|\n)250[ -]STARTTLS\b/i.test(text)) {
-        offers.set(socket, true);
-        stop();
-      } else {
-        read += text.length - tail.length;
-        tail = text.slice(-16);
-        if (read > MAX_PEEK) stop();
+      const text = Buffer.isBuffer(chunk) ? chunk.toString('latin1') : String(chunk);
+      read += text.length;
+      const lines = (pending + text).split('\n');
+      pending = lines.pop() ?? '';
+      for (const line of lines) {
+        if (/^250[ -]STARTTLS\b/i.test(line)) {
+          offers.set(socket, true);
+          stop();
+          break;
+        }
+        // The last line of the first 250 reply (the EHLO reply, or HELO's after an EHLO refused) ends the offer:
+        // watching every later reply of the connection would cost every message sent on it.
+        if (/^250 /.test(line)) {
+          stop();
+          break;
+        }
       }
+      if (read > MAX_PEEK) stop();
     } else if (event === 'close') {
       stop();
     }
