@@ -56,15 +56,26 @@ function decideAnew(identity: Identity, mail: unknown): Decision {
 
 /** Two decisions that may share connections: the same address, the same name, the same standing. */
 export function channelKey(decision: Decision): string {
-  let key = channelKeys.get(decision);
-  if (key === undefined) {
-    key = `${decision.address}|${decision.name}|${decision.verified ? 'confirmed' : 'unconfirmed'}`;
-    channelKeys.set(decision, key);
-  }
-  return key;
+  return keysOf(decision).channel;
 }
 
-const channelKeys = new WeakMap<Decision, string>();
+/** The edge a decision sends from, as one key: address and EHLO name (what a message's verdict depends on). */
+export function edgeKey(decision: Decision): string {
+  return keysOf(decision).edge;
+}
+
+/** Worked out once per decision: decisions are shared by every message of an identity. */
+function keysOf(decision: Decision): { channel: string; edge: string } {
+  let keys = decisionKeys.get(decision);
+  if (keys === undefined) {
+    const edge = `${decision.address}|${decision.name}`;
+    keys = { edge, channel: `${edge}|${decision.verified ? 'confirmed' : 'unconfirmed'}` };
+    decisionKeys.set(decision, keys);
+  }
+  return keys;
+}
+
+const decisionKeys = new WeakMap<Decision, { channel: string; edge: string }>();
 
 export function missingCheck(): CheckResult {
   return {

@@ -27,6 +27,11 @@ import type { ResolvedEdgeOptions } from './options.js';
 import { Cache } from './cache.js';
 
 /** The envelope Nodemailer will send with: MAIL FROM (false for the null sender) and every RCPT TO. */
+/** One envelope from one edge, as a key: sender, recipients, address and EHLO name, one per line (none holds a line break). */
+function planKey(from: string | false, to: readonly string[], address: string | null, ehloName: string | null): string {
+  return `${from === false ? '' : from}\n${to.length === 1 ? to[0] : to.join('\n')}\n${address ?? ''}\n${ehloName ?? ''}`;
+}
+
 export interface MessageEnvelope {
   from: string | false;
   to: string[];
@@ -156,6 +161,17 @@ export class EnvelopeChecks {
     return this.screenInFull(plan, now, options);
   }
 
+  /**
+   * The screening made last time for this envelope from this edge, while every
+   * verdict behind it is cached; undefined otherwise (then call screen()).
+   * Nothing is built for the common case of the send path.
+   */
+  screened(from: string | false, to: readonly string[], address: string, ehloName: string): Screening | undefined {
+    const plan = this.plans.get(planKey(from, to, address, ehloName));
+    const kept = plan?.screening;
+    return kept && kept.expiresAt > this.options.clock.now() ? kept.screening : undefined;
+  }
+
   private async screenInFull(plan: Plan, now: number, options: ScreenOptions): Promise<Screening> {
     const { tasks } = plan;
     const expiries = tasks.map((task) => this.verdicts.expiresAt(task.key));
@@ -191,7 +207,7 @@ export class EnvelopeChecks {
 
   /** The tasks of one envelope from one edge, remembered; a plan depends on its key alone, so it never expires. */
   private planFor(envelope: MessageEnvelope, edge: EdgeContext): Plan {
-    const key = `${envelope.from === false ? '' : envelope.from}\n${envelope.to.join('\n')}\n${edge.address ?? ''}\n${edge.ehloName ?? ''}`;
+    const key = planKey(envelope.from, envelope.to, edge.address, edge.ehloName);
     const known = this.plans.get(key);
     if (known) return known;
     const plan: Plan = { tasks: [...this.senderTasks(envelope.from === false ? '' : envelope.from, edge), ...this.recipientTasks(envelope.to)] };

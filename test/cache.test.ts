@@ -92,6 +92,28 @@ describe('size bound, least recently used first', () => {
     expect(c.get('b')).toBeUndefined();
   });
 
+  it('keeps recency exact when the entry read is the one read last (reads that move nothing)', () => {
+    const clock = clockAt(0);
+    const c = cache<number>({ clock, max: 3 });
+    c.set('a', 1, Infinity);
+    c.set('b', 2, Infinity);
+    c.set('c', 3, Infinity);
+    // c is the newest already; reading it again and again changes nothing.
+    expect(c.get('c')).toBe(3);
+    expect(c.get('c')).toBe(3);
+    expect(c.get('a')).toBe(1); // a is now the most recent: b is the least
+    expect(c.get('a')).toBe(1);
+    c.delete('a');
+    c.set('d', 4, Infinity); // b, c, d
+    expect(c.get('c')).toBe(3); // b, d, c
+    c.set('e', 5, Infinity); // evicts b
+    expect([c.get('b'), c.get('d'), c.get('c'), c.get('e')]).toEqual([undefined, 4, 3, 5]);
+    c.clear();
+    c.set('e', 6, Infinity);
+    expect(c.get('e')).toBe(6);
+    expect(c.size).toBe(1);
+  });
+
   it('expiresAt() does not touch recency', () => {
     const clock = clockAt(0);
     const c = cache<number>({ clock, max: 2 });

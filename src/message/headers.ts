@@ -35,30 +35,37 @@ export function readHeaderBlock(block: string, extra: readonly HeaderField[] = [
   // One pass with indexOf straight into an index by name: this runs for every message sent.
   const index = new Map<string, string[]>();
   let values: string[] | undefined;
-  const add = (name: string, value: string): void => {
+  for (let i = -1, length = block.length, start = 0; start < length || i < extra.length - 1; ) {
+    let name: string;
+    let value: string;
+    if (++i < extra.length) {
+      const field = extra[i] as HeaderField;
+      name = field.name;
+      value = field.value;
+    } else {
+      let end = block.indexOf('\n', start);
+      if (end < 0) end = length;
+      const lineEnd = end > start && block.charCodeAt(end - 1) === 13 ? end - 1 : end;
+      const first = block.charCodeAt(start);
+      const lineStart = start;
+      start = end + 1;
+      if ((first === 32 || first === 9) && values) {
+        // A continuation line belongs to the field read last.
+        values[values.length - 1] = `${values[values.length - 1] ?? ''} ${block.slice(lineStart, lineEnd).trim()}`;
+        continue;
+      }
+      const colon = block.indexOf(':', lineStart);
+      if (colon <= lineStart || colon >= lineEnd) continue;
+      name = block.slice(lineStart, colon).trim().toLowerCase();
+      value = block.slice(colon + 1, lineEnd).trim();
+    }
     values = index.get(name);
     if (values) values.push(value);
     else index.set(name, (values = [value]));
-  };
-  for (const field of extra) add(field.name, field.value);
-  const length = block.length;
-  for (let start = 0; start < length; ) {
-    let end = block.indexOf('\n', start);
-    if (end < 0) end = length;
-    const lineEnd = end > start && block.charCodeAt(end - 1) === 13 ? end - 1 : end;
-    const first = block.charCodeAt(start);
-    if ((first === 32 || first === 9) && values) {
-      // A continuation line belongs to the field read last.
-      values[values.length - 1] = `${values[values.length - 1] ?? ''} ${block.slice(start, lineEnd).trim()}`;
-    } else {
-      const colon = block.indexOf(':', start);
-      if (colon > start && colon < lineEnd) add(block.slice(start, colon).trim().toLowerCase(), block.slice(colon + 1, lineEnd).trim());
-    }
-    start = end + 1;
   }
   const get = (name: string): readonly string[] => index.get(name) ?? NONE;
-  const fromValues = index.get('from') ?? [];
-  const from = fromValues.flatMap(fromAddresses);
+  const fromValues = index.get('from') ?? NONE;
+  const from = fromValues.length === 1 ? [...fromAddresses(fromValues[0] as string)] : fromValues.flatMap(fromAddresses);
   return { from, fromFields: fromValues.length, get };
 }
 

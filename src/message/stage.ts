@@ -17,7 +17,7 @@ import { checkAuthentication, checkTransportTls } from '../checks/authentication
 import type { Carried } from '../routes/wire-tls.js';
 import { withSeverity, worthWarning, type CheckResult, type PreflightReport } from '../checks/types.js';
 import type { ResolvedEdgeOptions } from '../options.js';
-import type { Decision } from '../decide.js';
+import { edgeKey, type Decision } from '../decide.js';
 import type { MailedgeWarning } from '../routes/route.js';
 import { envelopeOf, withEnvelope } from '../routes/mail-view.js';
 import { MessageTooLargeError, renderOnce } from './render.js';
@@ -129,7 +129,7 @@ export class MessageStage {
    * (EdgeRefusedError with `authentication`) when the check, enforced, fails.
    */
   judge(send: PreparedSend, decision: Decision, report: PreflightReport, mail: unknown, warn: (warning: MailedgeWarning) => void): Authentication | Promise<Authentication> {
-    const key = `${decision.address}|${decision.name}`;
+    const key = edgeKey(decision);
     if (send.last?.key === key) return send.last.authentication;
     // A message of a shape that passed from this edge before, within the TTLs behind that verdict: the same verdict.
     const shape = send.prepared.shape;

@@ -76,17 +76,16 @@ const MAX_DMARC = 10_000;
 /** Message shapes remembered at most: a few per kind of message an application sends. */
 const MAX_SHAPES = 1_000;
 
-/** The fields a shape is made of (MessageShape), as one key (JSON: no separator a header value could forge). */
+/**
+ * The fields a shape is made of (MessageShape), as one key. Header values are
+ * unfolded lines and the signatures are built by mailedge: none holds a line
+ * break, so each list is its length and its items on lines of their own;
+ * MAIL FROM (from the options) is quoted.
+ */
 function shapeKeyOf(headers: MessageHeaders, signatures: readonly string[], mailFrom: string | false): string {
-  return JSON.stringify([
-    mailFrom,
-    headers.get('from'),
-    signatures,
-    headers.get('date').length > 0,
-    headers.get('message-id').length > 0,
-    headers.get('list-unsubscribe'),
-    headers.get('list-unsubscribe-post'),
-  ]);
+  const list = (items: readonly string[]): string => `${items.length}\n${items.join('\n')}`;
+  const flags = (headers.get('date').length > 0 ? 'D' : '-') + (headers.get('message-id').length > 0 ? 'M' : '-');
+  return `${JSON.stringify(mailFrom)}\n${flags}\n${list(headers.get('from'))}\n${list(signatures)}\n${list(headers.get('list-unsubscribe'))}\n${list(headers.get('list-unsubscribe-post'))}`;
 }
 
 export class MessageAuthenticator {

@@ -15,22 +15,30 @@ export interface Envelope {
 
 /**
  * Nodemailer parses every address header again on each getEnvelope() call; a
- * compiled message's envelope no longer changes, so it is read once per node.
+ * compiled message's envelope no longer changes, so it is read once per node
+ * and kept on the node (a property, not a side table: one lookup per message
+ * fewer on the send path).
  */
-const envelopes = new WeakMap<MimeNode, ReturnType<MimeNode['getEnvelope']>>();
+const ENVELOPE = Symbol('mailedge.envelope');
+type EnvelopeKeeper = MimeNode & { [ENVELOPE]?: ReturnType<MimeNode['getEnvelope']> };
 
 function fullEnvelope(message: MimeNode): ReturnType<MimeNode['getEnvelope']> {
-  let known = envelopes.get(message);
-  if (known === undefined) {
-    const parsed = message.getEnvelope();
-    known = parsed;
-    envelopes.set(message, parsed);
-    // Nodemailer's transport asks again when it sends, and adds fields to what it gets: a fresh copy of this parse
-    // (an envelope given as an option is Nodemailer's to hand out, as it is).
-    const given = (message as MimeNode & { _envelope?: unknown })._envelope;
-    if (!given && !Object.prototype.hasOwnProperty.call(message, 'getEnvelope')) message.getEnvelope = () => ({ from: parsed.from, to: [...(parsed.to ?? [])] });
-  }
-  return known;
+  const node = message as EnvelopeKeeper;
+  // Own, not inherited: a view (below) inherits the original's and has an envelope of its own.
+  const known = Object.prototype.hasOwnProperty.call(node, ENVELOPE) ? node[ENVELOPE] : undefined;
+  if (known !== undefined) return known;
+  const parsed = message.getEnvelope();
+  node[ENVELOPE] = parsed;
+  // Nodemailer's transport asks again when it sends, and adds fields to what it gets: a fresh copy of this parse
+  // (an envelope given as an option is Nodemailer's to hand out, as it is).
+  const given = (message as MimeNode & { _envelope?: unknown })._envelope;
+  if (!given && !Object.prototype.hasOwnProperty.call(message, 'getEnvelope')) message.getEnvelope = () => ({ from: parsed.from, to: [...(parsed.to ?? [])] });
+  return parsed;
+}
+
+/** The envelope as Nodemailer parsed it, kept once per node: read only, never to be changed by the caller. */
+export function fullEnvelopeOf(mail: MailMessage): Readonly<ReturnType<MimeNode['getEnvelope']>> {
+  return fullEnvelope(mail.message);
 }
 
 /** The envelope Nodemailer will send with: `envelope` when the message sets one, else From/Sender and To, Cc, Bcc. */

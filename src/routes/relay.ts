@@ -23,7 +23,7 @@ import type { ResolvedEdgeOptions, SmtpOptions } from '../options.js';
 import { asSmtpSendError } from '../send-error.js';
 import { awaitGreeting, connectChecked } from './socket.js';
 import { callSafely } from '../call-safely.js';
-import { envelopeOf, withEnvelope, type Envelope } from './mail-view.js';
+import { envelopeOf, fullEnvelopeOf, withEnvelope, type Envelope } from './mail-view.js';
 import type { MailedgeSentMessageInfo, MailedgeWarning, Route, RouteContext } from './route.js';
 import type { SMTPSentMessageInfo } from 'nodemailer/lib/smtp-transport';
 import type { Socket } from 'node:net';
@@ -84,6 +84,8 @@ export class RelayRoute implements Route {
   private readonly message: MessageStage;
   /** The context's warn, bound once: the send path hands it on for every message. */
   private readonly warn = (warning: MailedgeWarning): void => this.context.warn(warning);
+  /** The receiver as the TLS requirement names it: host:port. */
+  private readonly receiverName: string;
 
   constructor(
     private readonly smtp: SmtpOptions,
@@ -98,6 +100,7 @@ export class RelayRoute implements Route {
     // Nodemailer reads 0 as "use the default"; so does mailedge.
     this.connectionTimeout = Number(smtp.connectionTimeout) || DEFAULT_CONNECTION_TIMEOUT;
     this.greetingTimeout = Number(smtp.greetingTimeout) || DEFAULT_GREETING_TIMEOUT;
+    this.receiverName = `${smtp.host ?? 'localhost'}:${options.port}`;
     // As Nodemailer's pool does: an 'idle' once it is ready, for apps that start sending on it.
     if (this.pooled) setImmediate(() => this.idling && !this.closed && this.context.emit('idle'));
   }
@@ -115,13 +118,9 @@ export class RelayRoute implements Route {
     const signal = abortSignalOf(mail);
     // This message's own secrets (a per-message auth or dkim key) join the transport's, before Nodemailer logs a line of it.
     const redact = this.context.redact.withMessage(mail.data);
+    // Counted as waiting (Nodemailer's pool queue) from here until it is handed to a channel or fails.
     this.admit();
     let admitted = true;
-    const leave = (): void => {
-      if (!admitted) return;
-      admitted = false;
-      this.unadmit();
-    };
     try {
       if (this.closed) throw closedError();
       // Each stage answers from cache, without a promise, in the steady state (an application sending the same
@@ -144,7 +143,10 @@ export class RelayRoute implements Route {
         if (signal?.aborted) throw createAbortError(signal);
         // A connection free now: no wait (and no promise) for it.
         if (!this.takeSlot()) await this.acquireSlot(signal);
-        leave();
+        if (admitted) {
+          admitted = false;
+          this.unadmit();
+        }
         let channel: Channel;
         let now: Decision;
         let authentication: Authentication | undefined;
@@ -165,12 +167,16 @@ export class RelayRoute implements Route {
           const delivered = await this.deliver(channel, outgoing);
           const info = redact.info(delivered.info);
           const carried = delivered.carried;
-          if (carried && message) this.message.requireTls(carried, `${this.smtp.host ?? 'localhost'}:${this.options.port}`, now, identity.report, this.warn);
+          if (carried && message) this.message.requireTls(carried, this.receiverName, now, identity.report, this.warn);
           if (refused.length > 0) {
             info.rejected = [...(info.rejected ?? []), ...refused.map((r) => r.recipient ?? '')];
             info.rejectedErrors = [...(info.rejectedErrors ?? []), ...refused];
           }
-          return Object.assign(info, { edge: { address: channel.decision.address, name: channel.decision.name, verified: now.verified, stale: now.stale } }, authentication ? { authentication } : {}, carried ? { tls: carried.tls } : {});
+          const sent = info as MailedgeSentMessageInfo;
+          sent.edge = { address: channel.decision.address, name: channel.decision.name, verified: now.verified, stale: now.stale };
+          if (authentication) sent.authentication = authentication;
+          if (carried) sent.tls = carried.tls;
+          return sent;
         } catch (err) {
           if (handover < MAX_HANDOVERS && (err instanceof ChannelRetired || (channel.retired && droppedByRetirement(err)))) continue;
           throw err;
@@ -183,7 +189,7 @@ export class RelayRoute implements Route {
       }
       throw asSmtpSendError(err, mail.data, redact);
     } finally {
-      leave();
+      if (admitted) this.unadmit();
     }
   }
 
@@ -390,8 +396,12 @@ export class RelayRoute implements Route {
   private screen(identity: Identity, decision: Decision, mail: MailMessage): Screened | Promise<Screened> {
     const checks = this.context.envelopeChecks;
     if (!checks.active) return { outgoing: mail, refused: [] };
-    const envelope = envelopeOf(mail);
     const { report } = identity;
+    // The common case: this envelope screened before from this edge, every verdict behind it still cached.
+    const full = fullEnvelopeOf(mail);
+    const kept = checks.screened(full.from || false, full.to ?? [], decision.address, decision.name);
+    if (kept && !kept.blocking && kept.refused.length === 0) return { outgoing: mail, refused: NONE_REFUSED };
+    const envelope = envelopeOf(mail);
     const screening = checks.screen(
       { from: envelope.from, to: envelope.to },
       { address: decision.address, ehloName: decision.name },
@@ -408,7 +418,7 @@ export class RelayRoute implements Route {
   private screened(screening: Screening, report: PreflightReport, envelope: Envelope, mail: MailMessage): Screened {
     const withChecks = (): PreflightReport => withEnvelopeChecks(report, screening.checks);
     if (screening.blocking) throw new EdgeRefusedError(withChecks(), screening.blocking, { mail: mail.data });
-    if (screening.refused.length === 0) return { outgoing: mail, refused: [] };
+    if (screening.refused.length === 0) return { outgoing: mail, refused: NONE_REFUSED };
     const refusedSet = new Set(screening.refused.map((r) => r.recipient));
     const remaining = envelope.to.filter((recipient) => !refusedSet.has(recipient));
     const first = screening.refused[0];
@@ -451,10 +461,12 @@ export class RelayRoute implements Route {
   }
 }
 
+const NONE_REFUSED: readonly EdgeRefusedError[] = Object.freeze([]);
+
 /** What the envelope checks leave to send: the message (with the recipients left) and the recipients refused. */
 interface Screened {
   outgoing: MailMessage;
-  refused: EdgeRefusedError[];
+  refused: readonly EdgeRefusedError[];
 }
 
 /** Nodemailer's shape for an aborted send, so apps test err.code === 'EABORT' either way. */
