@@ -6,8 +6,7 @@
  * predict through a relay. With edge.requirements 'bulk', Gmail's and Yahoo's
  * bulk-sender rules are added.
  */
-import { createPrivateKey, createPublicKey } from 'node:crypto';
-import type { DkimKeyOptions } from './dkim.js';
+import { ownKey, type DkimKeyOptions } from './dkim.js';
 import { organisationalDomain } from './mailauth.js';
 import { ownerNote, paste, txtRecord } from './records.js';
 import type { CheckVerdict } from './types.js';
@@ -164,14 +163,8 @@ function keyHint(domain: string, selector: string, keys: readonly DkimKeyOptions
 
 /** The key record text for a private key, ready to paste; undefined when it cannot be read. */
 function publishedKey(key: DkimKeyOptions): string | undefined {
-  try {
-    const pub = createPublicKey(createPrivateKey(key.privateKey));
-    const spki = pub.export({ type: 'spki', format: 'der' });
-    if (pub.asymmetricKeyType === 'ed25519') return `v=DKIM1; k=ed25519; p=${spki.subarray(12).toString('base64')}`;
-    return `v=DKIM1; k=rsa; p=${spki.toString('base64')}`;
-  } catch {
-    return undefined;
-  }
+  const own = ownKey(key.privateKey);
+  return typeof own === 'string' ? undefined : `v=DKIM1; k=${own.kind}; p=${own.published}`;
 }
 
 /**

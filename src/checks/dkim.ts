@@ -115,7 +115,7 @@ export async function checkDkim(options: DkimKeyOptions, resolver: Resolver, sig
   return { ...base, status: 'pass', actual: `the published key matches the configured private key (${size})`, code: null, hint: null };
 }
 
-interface OwnKey {
+export interface OwnKey {
   kind: 'rsa' | 'ed25519';
   /** The p= value to publish. */
   published: string;
@@ -124,7 +124,8 @@ interface OwnKey {
   bits: number | undefined;
 }
 
-function ownKey(privateKey: string | Buffer): OwnKey | string {
+/** The public half of a DKIM private key as its key record publishes it (p=), or why it cannot sign DKIM. */
+export function ownKey(privateKey: string | Buffer): OwnKey | string {
   let key: KeyObject;
   try {
     key = createPublicKey(createPrivateKey(privateKey));

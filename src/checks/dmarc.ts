@@ -11,11 +11,12 @@
  * not a fault of this sender. Missing or unusable records warn: mail still
  * flows, but is more likely to be junked, and bulk senders are refused.
  */
-import type { Lookup, Resolver } from '../dns/resolver.js';
+import type { Resolver } from '../dns/resolver.js';
+import { searchDmarc } from '../message/dmarc-record.js';
 import { digLine } from './evidence.js';
 import { printable } from './hostname.js';
 import { organisationalDomain } from './mailauth.js';
-import { invalidDomain, mailDomain, ownerNote, parseTags, paste, txtRecord, txtStrings, unique, retryHint } from './records.js';
+import { invalidDomain, mailDomain, ownerNote, parseTags, paste, txtRecord, unique, retryHint } from './records.js';
 import type { CheckVerdict } from './types.js';
 
 const POLICIES = new Set(['none', 'quarantine', 'reject']);
@@ -33,7 +34,7 @@ export async function checkDmarc(senderDomain: string, resolver: Resolver, signa
   if (!parsed.ok) return invalidDomain('dmarc', senderDomain, parsed.problem, expected('<sender domain>'));
   const domain = parsed.domain;
   const org = organisationalDomain(domain);
-  const lookups: Lookup[] = [];
+  const { lookups, found, failedAt } = await searchDmarc(domain, resolver, signal);
   const result = (status: CheckVerdict['status'], code: CheckVerdict['code'], actual: string, hint: string | null): CheckVerdict => ({
     id: 'dmarc',
     status,
@@ -43,21 +44,7 @@ export async function checkDmarc(senderDomain: string, resolver: Resolver, signa
     hint,
     evidence: unique(lookups.map((l) => digLine(l))),
   });
-  const temporary = (): CheckVerdict =>
-    result('temperror', 'DNS_TEMPFAIL', 'the DMARC lookup failed temporarily', retryHint(domain));
-
-  let found: { owner: string; records: string[] } | undefined;
-  for (const candidate of domain === org ? [domain] : [domain, org]) {
-    const owner = `_dmarc.${candidate}`;
-    const lookup = await resolver.lookup(owner, 'TXT', signal);
-    lookups.push(lookup);
-    if (lookup.kind === 'tempfail') return temporary();
-    const records = txtStrings(lookup).filter((t) => /^v\s*=\s*DMARC1\s*(;|$)/i.test(t.trim()));
-    if (records.length > 0) {
-      found = { owner, records };
-      break;
-    }
-  }
+  if (failedAt !== undefined) return result('temperror', 'DNS_TEMPFAIL', 'the DMARC lookup failed temporarily', retryHint(domain));
 
   const starter = txtRecord(`_dmarc.${org}`, `v=DMARC1; p=none; rua=mailto:dmarc-reports@${org}`);
   if (!found) {

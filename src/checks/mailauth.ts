@@ -35,16 +35,23 @@ export interface SpfVerifyResult extends Omit<SPFResult, 'status'> {
 
 type SpfFunction = (options: SPFOptions) => Promise<SPFResult>;
 
-let spfFunction: Promise<SpfFunction> | undefined;
-
-function loadSpf(): Promise<SpfFunction> {
-  spfFunction ??= import('mailauth/lib/spf/index.js').then((loaded: { spf?: unknown; default?: { spf?: unknown } }) => {
-    const spf = loaded.spf ?? loaded.default?.spf;
-    if (typeof spf !== 'function') throw new Error('mailauth/lib/spf does not export spf(): is mailauth ~4.13 installed?');
-    return spf as SpfFunction;
-  });
-  return spfFunction;
+/**
+ * A function exported by one of mailauth's modules, loaded on first use and
+ * then kept: importing mailedge stays cheap. `load` names the module with a
+ * literal import, so bundlers and the CommonJS build see it.
+ */
+export function lazyMailauth<F>(load: () => Promise<unknown>, exportName: string, modulePath: string): () => Promise<F> {
+  let loaded: Promise<F> | undefined;
+  return () =>
+    (loaded ??= load().then((module) => {
+      const exports = module as Record<string, unknown> & { default?: Record<string, unknown> };
+      const found = exports[exportName] ?? exports.default?.[exportName];
+      if (typeof found !== 'function') throw new Error(`${modulePath} does not export ${exportName}(): is mailauth ~4.13 installed?`);
+      return found as F;
+    }));
 }
+
+const loadSpf = lazyMailauth<SpfFunction>(() => import('mailauth/lib/spf/index.js'), 'spf', 'mailauth/lib/spf');
 
 export function mailauthSpf(): (options: SpfVerifyOptions) => Promise<SpfVerifyResult> {
   return async (options) => {

@@ -25,6 +25,7 @@ import type { Lookup, Resolver } from '../dns/resolver.js';
 import { Cache, systemClock, type Clock } from '../cache.js';
 import { digLine } from '../checks/evidence.js';
 import { adapter } from '../checks/spf.js';
+import { lazyMailauth } from '../checks/mailauth.js';
 import { parseTags, txtStrings } from '../checks/records.js';
 import type { DkimKeyOptions } from '../checks/dkim.js';
 import { signatureTags, type MessageHeaders } from './headers.js';
@@ -54,17 +55,8 @@ export interface DkimOutcome {
 const RESULTS: readonly DkimResultName[] = ['pass', 'fail', 'neutral', 'policy', 'none', 'temperror', 'permerror'];
 
 type VerifyFunction = (input: Buffer, options: DKIMVerifyOptions) => Promise<DKIMVerifyResult>;
-let verifyFunction: Promise<VerifyFunction> | undefined;
-
 /** Loaded on first use, like mailauth's SPF (src/checks/mailauth.ts): importing mailedge stays cheap. */
-function loadVerify(): Promise<VerifyFunction> {
-  verifyFunction ??= import('mailauth/lib/dkim/verify.js').then((loaded: { dkimVerify?: unknown; default?: { dkimVerify?: unknown } }) => {
-    const verify = loaded.dkimVerify ?? loaded.default?.dkimVerify;
-    if (typeof verify !== 'function') throw new Error('mailauth/lib/dkim/verify does not export dkimVerify(): is mailauth ~4.13 installed?');
-    return verify as VerifyFunction;
-  });
-  return verifyFunction;
-}
+const loadVerify = lazyMailauth<VerifyFunction>(() => import('mailauth/lib/dkim/verify.js'), 'dkimVerify', 'mailauth/lib/dkim/verify');
 
 interface Kept {
   /** The key record answer the verdict was made against: the same object while it stays in the resolver's cache. */
