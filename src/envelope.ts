@@ -26,12 +26,12 @@ import { enforcedFailures, withSeverity, worthWarning, type CheckResult, type Ch
 import type { ResolvedEdgeOptions } from './options.js';
 import { Cache } from './cache.js';
 
-/** The envelope Nodemailer will send with: MAIL FROM (false for the null sender) and every RCPT TO. */
 /** One envelope from one edge, as a key: sender, recipients, address and EHLO name, one per line (none holds a line break). */
 function planKey(from: string | false, to: readonly string[], address: string | null, ehloName: string | null): string {
   return `${from === false ? '' : from}\n${to.length === 1 ? to[0] : to.join('\n')}\n${address ?? ''}\n${ehloName ?? ''}`;
 }
 
+/** The envelope Nodemailer will send with: MAIL FROM (false for the null sender) and every RCPT TO. */
 export interface MessageEnvelope {
   from: string | false;
   to: string[];

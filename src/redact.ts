@@ -1,3 +1,4 @@
+import { Cache, systemClock } from './cache.js';
 import { KeyObject } from 'node:crypto';
 import { formatWithOptions } from 'node:util';
 import { escapeText } from './text/escape.js';
@@ -224,7 +225,8 @@ class RedactorCore {
 
   /** Per-message secret sets seen by this (root) redactor, oldest first. */
   private readonly messageSecrets = new Map<string, SecretForms>();
-  private readonly sessions = new Map<string, AuthState>();
+  /** AUTH exchanges under way, per session: the least recent goes first past MAX_SESSIONS (a dropped connection never finishes). */
+  private readonly sessions = new Cache<string, AuthState>({ name: 'redaction auth sessions', max: MAX_SESSIONS, clock: systemClock });
 
   private forms(): { long: string[]; short: boolean } {
     if (this.sorted === undefined) {
@@ -384,9 +386,7 @@ class RedactorCore {
   }
 
   private session(key: string, state: AuthState): void {
-    // Sessions that never finished AUTH (a dropped connection) must not pile up.
-    if (this.sessions.size >= MAX_SESSIONS) this.sessions.clear();
-    this.sessions.set(key, state);
+    this.sessions.set(key, state, Number.POSITIVE_INFINITY);
   }
 
   logger<T>(logger: T): T {

@@ -244,6 +244,24 @@ describe('aborts', () => {
   });
 });
 
+describe('aborted before it starts', () => {
+  it('an already aborted signal ends the send with EABORT and the message, before any check or warning', async () => {
+    const t = transport({ pool: true });
+    // Every cache warm: the aborted send would otherwise answer from them without a single await.
+    await t.sendMail({ ...MESSAGE, subject: 'warm' });
+    const warnings: unknown[] = [];
+    t.on('warning', (w) => warnings.push(w));
+    const sessionsBefore = relay.sessions.length;
+    const message = { ...MESSAGE, subject: 'never', signal: AbortSignal.abort() };
+    const err = await failure(t.sendMail(message));
+    expect(err).toMatchObject({ code: 'EABORT' });
+    expect(err.mail).toBe(message);
+    expect(relay.sessions.flatMap((s) => s.messages).some((m) => m.data.includes('Subject: never'))).toBe(false);
+    expect(relay.sessions.length).toBe(sessionsBefore);
+    expect(warnings).toEqual([]);
+  });
+});
+
 describe('OAuth2', () => {
   it('refreshes the access token at the token endpoint, emits token on the transporter, and sends', async () => {
     let calls = 0;

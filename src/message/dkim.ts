@@ -94,7 +94,7 @@ export class DkimVerifier {
     if (shapes.some((s) => !s.own)) return undefined;
     const missing = shapes.filter((s) => this.kept.get(s.shape) === undefined);
     if (missing.length > 0) {
-      // The first messages of a shape arrive together: one is verified in full, the others wait for its verdict.
+      // A message of this shape is being verified in full (its verification has started): wait for that verdict.
       const running = missing.map((s) => this.verifying.get(s.shape));
       if (running.some((r) => r === undefined)) return undefined;
       await Promise.all(running);
@@ -109,7 +109,8 @@ export class DkimVerifier {
     const fields = headers.get('dkim-signature');
     if (fields.length === 0) return { signatures: [], evidence: () => [], verifiedInFull: 0 };
     const shapes = this.shapesOf(fields, keys);
-    // Claimed before the first await: messages of these shapes arriving meanwhile wait for this verdict (fromCache).
+    // Claimed before the first await: messages of these shapes that reach fromCache from now on wait for this verdict
+    // (those that got there while this message was being rendered, before the claim, render and verify their own).
     let finished = (): void => undefined;
     const running = new Promise<void>((resolve) => {
       finished = resolve;

@@ -22,7 +22,7 @@ import type { MailedgeWarning } from '../routes/route.js';
 import { envelopeOf, withEnvelope } from '../routes/mail-view.js';
 import { MessageTooLargeError, renderOnce } from './render.js';
 import { domainOf } from './headers.js';
-import { MessageAuthenticator, type Authentication, type MessageShape, type PreparedMessage } from './verdict.js';
+import { MessageAuthenticator, type Authentication, type PreparedMessage } from './verdict.js';
 
 export type { Authentication } from './verdict.js';
 
@@ -39,8 +39,8 @@ setMaxListeners(0, NEVER);
 
 /** Warnings remembered at most; forgetting one only lets it be raised again. */
 const MAX_WARNED = 10_000;
-/** Edges a shape's passing verdicts are remembered for at most: a pool's addresses, or direct delivery's few. */
-const MAX_PASSED_EDGES = 64;
+/** Passing verdicts remembered at most (message shapes x edges); forgetting one only judges it again. */
+const MAX_PASSED = 10_000;
 
 /** Each message gets its own verdict object: a caller may change what it is handed. */
 function copyOf(authentication: Authentication): Authentication {
@@ -66,11 +66,11 @@ export class MessageStage {
   private readonly warned: Cache<string, true>;
   /**
    * Verdicts that passed, per message shape and edge: what most messages of a
-   * running application get again. Held by the shape (src/message/verdict.ts
-   * keeps at most 1,000, each for the TTLs behind it), each for the TTLs of
-   * the SPF answers behind it.
+   * running application get again. Kept until the SPF answers behind them
+   * expire; a shape that expires (src/message/verdict.ts) is replaced by one
+   * with another id, so its entries are never read again.
    */
-  private readonly passed = new WeakMap<MessageShape, Cache<string, Authentication>>();
+  private readonly passed: Cache<string, Authentication>;
 
   constructor(
     private readonly options: ResolvedEdgeOptions,
@@ -84,6 +84,7 @@ export class MessageStage {
     }
     this.authenticator = shared;
     this.warned = new Cache({ name: 'authentication warnings', max: MAX_WARNED, clock: options.clock });
+    this.passed = new Cache({ name: 'authentication passes', max: MAX_PASSED, clock: options.clock });
   }
 
   /**
@@ -133,7 +134,7 @@ export class MessageStage {
     if (send.last?.key === key) return send.last.authentication;
     // A message of a shape that passed from this edge before, within the TTLs behind that verdict: the same verdict.
     const shape = send.prepared.shape;
-    const passed = shape && this.passed.get(shape)?.get(key);
+    const passed = shape && this.passed.get(`${shape.id}|${key}`);
     if (passed) {
       const authentication = copyOf(passed);
       send.last = { key, authentication };
@@ -159,11 +160,7 @@ export class MessageStage {
     if (verdict.status === 'pass') {
       send.last = { key, authentication };
       const shape = send.prepared.shape;
-      if (shape) {
-        let edges = this.passed.get(shape);
-        if (!edges) this.passed.set(shape, (edges = new Cache({ name: 'authentication passes', max: MAX_PASSED_EDGES, clock: this.options.clock })));
-        edges.set(key, copyOf(authentication), this.authenticator.spfExpiresAt(judgement));
-      }
+      if (shape) this.passed.set(`${shape.id}|${key}`, copyOf(authentication), this.authenticator.spfExpiresAt(judgement));
       return authentication;
     }
     const check = withSeverity(verdict, this.options.checks.authentication === 'warn' ? 'warn' : 'enforce', send.prepared.fromDomain);

@@ -51,11 +51,14 @@ export interface PreparedMessage {
  * DKIM-Signature tags (d=, s=, a=, c=, the signed header names) from the
  * transport's keys, and the same fields the requirements read (Date and
  * Message-ID present or not, List-Unsubscribe and List-Unsubscribe-Post).
- * Only Subject, Date, Message-ID values and the body differ, and no verdict
- * reads them: the body hash is Nodemailer's signer's, verified in full for
- * the first message of the shape.
+ * What else differs between them (Subject, the Date and Message-ID values,
+ * recipients, the body, any field no verdict reads) changes no verdict: the
+ * body hash is Nodemailer's signer's, verified in full for the first message
+ * of the shape.
  */
 export interface MessageShape {
+  /** Unique per shape kept: what the per-edge verdicts of src/message/stage.ts are filed under. */
+  id: number;
   dkim: DkimOutcome;
   fromDomain: string | undefined;
   dmarcRecord: DmarcRecordOutcome | undefined;
@@ -75,6 +78,7 @@ export interface Judgement {
 const MAX_DMARC = 10_000;
 /** Message shapes remembered at most: a few per kind of message an application sends. */
 const MAX_SHAPES = 1_000;
+let shapeCount = 0;
 
 /**
  * The fields a shape is made of (MessageShape), as one key. Header values are
@@ -93,6 +97,8 @@ export class MessageAuthenticator {
   private readonly spf: SpfEvaluator;
   private readonly dmarc: Cache<string, DmarcRecordOutcome>;
   private readonly shapes: Cache<string, MessageShape>;
+  /** When each DMARC outcome handed out stops being valid (weak: held only by the cache and the shapes); none for a temperror. */
+  private readonly dmarcExpiries = new WeakMap<DmarcRecordOutcome, number>();
 
   constructor(
     private readonly resolver: Resolver,
@@ -135,7 +141,8 @@ export class MessageAuthenticator {
     );
     // A DKIM-Signature field of the caller's own (a signature mailedge did not make) needs the bytes.
     if (headers.get('dkim-signature').length !== compiled.signatures.length) return undefined;
-    const ownKeys = mail.data.dkim !== undefined;
+    // As Nodemailer reads it: a falsy per-message dkim leaves the transport's signer in place.
+    const ownKeys = Boolean(mail.data.dkim);
     const keys = ownKeys ? dkimKeys(mail.data.dkim) : this.transportKeys;
     const single = headers.fromFields === 1 && headers.from.length === 1 ? headers.from[0] : undefined;
     // Without an envelope option MAIL FROM is the From address (Nodemailer's getEnvelope), read above from the
@@ -162,9 +169,9 @@ export class MessageAuthenticator {
     const dmarcRecord = fromDomain === undefined ? undefined : await this.dmarcRecord(fromDomain, signal);
     const prepared: PreparedMessage = { headers, mailFrom, dkim, fromDomain, dmarcRecord, keys };
     // Kept until the first DNS answer behind it expires: the DKIM key records and the DMARC record.
-    const dmarcExpiresAt = fromDomain === undefined ? Number.POSITIVE_INFINITY : this.dmarc.expiresAt(fromDomain);
+    const dmarcExpiresAt = dmarcRecord === undefined ? Number.POSITIVE_INFINITY : this.dmarcExpiries.get(dmarcRecord);
     if (shapeKey !== undefined && dkim.expiresAt !== undefined && dmarcExpiresAt !== undefined) {
-      const shape: MessageShape = { dkim, fromDomain, dmarcRecord };
+      const shape: MessageShape = { id: ++shapeCount, dkim, fromDomain, dmarcRecord };
       this.shapes.set(shapeKey, shape, Math.min(dkim.expiresAt, dmarcExpiresAt));
       prepared.shape = shape;
     }
@@ -214,6 +221,7 @@ export class MessageAuthenticator {
   private dmarcRecord(domain: string, signal: AbortSignal): Promise<DmarcRecordOutcome> {
     return this.dmarc.getOrLoad(domain, async () => {
       const { outcome, expiresAt } = await findDmarcRecord(domain, this.resolver, signal);
+      if (outcome.kind !== 'temperror') this.dmarcExpiries.set(outcome, expiresAt);
       return { value: outcome, expiresAt: outcome.kind === 'temperror' ? 0 : expiresAt };
     });
   }

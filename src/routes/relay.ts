@@ -123,6 +123,8 @@ export class RelayRoute implements Route {
     let admitted = true;
     try {
       if (this.closed) throw closedError();
+      // Aborted before it started: nothing is checked, warned about or built for it.
+      if (signal?.aborted) throw createAbortError(signal);
       // Each stage answers from cache, without a promise, in the steady state (an application sending the same
       // kind of message again): awaited only when it had to ask DNS or render.
       const pendingIdentity = this.identity();
