@@ -98,6 +98,8 @@ export class Cache<K, V extends NonNullable<unknown>> {
   private insertsSinceSweep = 0;
   /** The key last moved to the end of `entries`; while it is held, it is the most recently used. */
   private newest: K | undefined;
+  /** The expiry each object value was kept with; weak, so it holds nothing the entries or the callers do not. */
+  private readonly expiries = new WeakMap<object, number>();
 
   constructor(options: CacheOptions<V>) {
     if (!Number.isInteger(options.max) || options.max < 1) throw new RangeError(`cache ${options.name}: max must be a positive integer, not ${options.max}`);
@@ -143,6 +145,15 @@ export class Cache<K, V extends NonNullable<unknown>> {
   expiresAt(key: K): number | undefined {
     const entry = this.live(key);
     return entry && entry.expiresAt > this.clock.now() ? entry.expiresAt : undefined;
+  }
+
+  /**
+   * The expiry an object value was last kept with, whether or not it is still
+   * held: what a verdict built from it may last. Undefined for a value never
+   * kept (a load that expired at once, a temporary failure).
+   */
+  expiryOf(value: V): number | undefined {
+    return typeof value === 'object' ? this.expiries.get(value) : undefined;
   }
 
   /** Keeps `value` until `expiresAt` (epoch ms, may be Infinity); an expiry not after now only drops the old entry. */
@@ -232,6 +243,7 @@ export class Cache<K, V extends NonNullable<unknown>> {
     }
     this.entries.set(key, { value, expiresAt, dropAt });
     this.newest = key;
+    if (typeof value === 'object') this.expiries.set(value, expiresAt);
   }
 
   /** The entry while it may still be served, fresh or stale; one past its window is dropped here. */

@@ -31,6 +31,11 @@ function planKey(from: string | false, to: readonly string[], address: string | 
   return `${from === false ? '' : from}\n${to.length === 1 ? to[0] : to.join('\n')}\n${address ?? ''}\n${ehloName ?? ''}`;
 }
 
+/** The same envelope screened before, every verdict behind it still cached: the screening made then, handed back without an await. */
+function kept(plan: Plan, now: number): Screening | undefined {
+  return plan.screening && plan.screening.expiresAt > now ? plan.screening.screening : undefined;
+}
+
 /** The envelope Nodemailer will send with: MAIL FROM (false for the null sender) and every RCPT TO. */
 export interface MessageEnvelope {
   from: string | false;
@@ -155,10 +160,8 @@ export class EnvelopeChecks {
    */
   screen(envelope: MessageEnvelope, edge: EdgeContext, options: ScreenOptions): Screening | Promise<Screening> {
     const plan = this.planFor(envelope, edge);
-    // The same envelope, every verdict still cached: the screening is the one made last time, handed back without an await.
     const now = this.options.clock.now();
-    if (plan.screening && plan.screening.expiresAt > now) return plan.screening.screening;
-    return this.screenInFull(plan, now, options);
+    return kept(plan, now) ?? this.screenInFull(plan, now, options);
   }
 
   /**
@@ -168,8 +171,7 @@ export class EnvelopeChecks {
    */
   screened(from: string | false, to: readonly string[], address: string, ehloName: string): Screening | undefined {
     const plan = this.plans.get(planKey(from, to, address, ehloName));
-    const kept = plan?.screening;
-    return kept && kept.expiresAt > this.options.clock.now() ? kept.screening : undefined;
+    return plan && kept(plan, this.options.clock.now());
   }
 
   private async screenInFull(plan: Plan, now: number, options: ScreenOptions): Promise<Screening> {

@@ -114,6 +114,21 @@ describe('size bound, least recently used first', () => {
     expect(c.size).toBe(1);
   });
 
+  it('expiryOf() gives the expiry an object value was kept with, even once evicted; none for one never kept', () => {
+    const clock = clockAt(0);
+    const c = new Cache<string, { v: number }>({ name: 'test', max: 1, clock });
+    const first = { v: 1 };
+    const second = { v: 2 };
+    c.set('a', first, 500);
+    c.set('b', second, 900); // evicts a
+    expect(c.get('a')).toBeUndefined();
+    expect(c.expiryOf(first)).toBe(500);
+    expect(c.expiryOf(second)).toBe(900);
+    const never = { v: 3 };
+    c.set('c', never, 0); // not after now: not kept
+    expect(c.expiryOf(never)).toBeUndefined();
+  });
+
   it('expiresAt() does not touch recency', () => {
     const clock = clockAt(0);
     const c = cache<number>({ clock, max: 2 });

@@ -34,39 +34,38 @@ export function readHeaders(raw: Buffer): MessageHeaders {
 export function readHeaderBlock(block: string, extra: readonly HeaderField[] = []): MessageHeaders {
   // One pass with indexOf straight into an index by name: this runs for every message sent.
   const index = new Map<string, string[]>();
+  for (const field of extra) addField(index, field.name, field.value);
   let values: string[] | undefined;
-  for (let i = -1, length = block.length, start = 0; start < length || i < extra.length - 1; ) {
-    let name: string;
-    let value: string;
-    if (++i < extra.length) {
-      const field = extra[i] as HeaderField;
-      name = field.name;
-      value = field.value;
+  for (let start = 0, length = block.length; start < length; ) {
+    let end = block.indexOf('\n', start);
+    if (end < 0) end = length;
+    const lineEnd = end > start && block.charCodeAt(end - 1) === 13 ? end - 1 : end;
+    const first = block.charCodeAt(start);
+    if ((first === 32 || first === 9) && values) {
+      // A continuation line belongs to the field read last.
+      values[values.length - 1] = `${values[values.length - 1] ?? ''} ${block.slice(start, lineEnd).trim()}`;
     } else {
-      let end = block.indexOf('\n', start);
-      if (end < 0) end = length;
-      const lineEnd = end > start && block.charCodeAt(end - 1) === 13 ? end - 1 : end;
-      const first = block.charCodeAt(start);
-      const lineStart = start;
-      start = end + 1;
-      if ((first === 32 || first === 9) && values) {
-        // A continuation line belongs to the field read last.
-        values[values.length - 1] = `${values[values.length - 1] ?? ''} ${block.slice(lineStart, lineEnd).trim()}`;
-        continue;
-      }
-      const colon = block.indexOf(':', lineStart);
-      if (colon <= lineStart || colon >= lineEnd) continue;
-      name = block.slice(lineStart, colon).trim().toLowerCase();
-      value = block.slice(colon + 1, lineEnd).trim();
+      const colon = block.indexOf(':', start);
+      if (colon > start && colon < lineEnd) values = addField(index, block.slice(start, colon).trim().toLowerCase(), block.slice(colon + 1, lineEnd).trim());
     }
-    values = index.get(name);
-    if (values) values.push(value);
-    else index.set(name, (values = [value]));
+    start = end + 1;
   }
   const get = (name: string): readonly string[] => index.get(name) ?? NONE;
   const fromValues = index.get('from') ?? NONE;
   const from = fromValues.length === 1 ? [...fromAddresses(fromValues[0] as string)] : fromValues.flatMap(fromAddresses);
   return { from, fromFields: fromValues.length, get };
+}
+
+/** Adds a field's value under its name; the values of that name, which a continuation line extends. */
+function addField(index: Map<string, string[]>, name: string, value: string): string[] {
+  const values = index.get(name);
+  if (values) {
+    values.push(value);
+    return values;
+  }
+  const first = [value];
+  index.set(name, first);
+  return first;
 }
 
 /**

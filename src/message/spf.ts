@@ -30,8 +30,6 @@ const MAX_SPF = 5_000;
 
 export class SpfEvaluator {
   private readonly kept: Cache<string, SpfOutcome>;
-  /** When each outcome handed out stops being valid (weak: it holds only what the cache or a caller holds). */
-  private readonly expiries = new WeakMap<SpfOutcome, number>();
 
   constructor(
     private readonly resolver: Resolver,
@@ -42,7 +40,7 @@ export class SpfEvaluator {
 
   /** When an outcome this evaluator gave stops being valid: the first DNS answer behind it expires. */
   expiresAt(outcome: SpfOutcome): number {
-    return this.expiries.get(outcome) ?? 0;
+    return this.kept.expiryOf(outcome) ?? 0;
   }
 
   /** `sender` '' or false is the null sender. */
@@ -57,7 +55,6 @@ export class SpfEvaluator {
       if (!parsed.ok) {
         // RFC 7208 section 4.3: a domain that is not a valid name is "none"; nothing to look up.
         const outcome: SpfOutcome = { result: 'none', domain, identity: nullSender ? 'helo' : 'mailfrom', comment: `"${identity}" ${parsed.problem}`, records: [], evidence: [] };
-        this.expiries.set(outcome, Number.POSITIVE_INFINITY);
         return { value: outcome, expiresAt: Number.POSITIVE_INFINITY };
       }
       const lookups: Lookup[] = [];
@@ -77,7 +74,6 @@ export class SpfEvaluator {
         evidence: [...new Set(lookups.map((l) => digLine(l)))],
       };
       const expiresAt = result.status.result === 'temperror' ? 0 : Math.min(Number.POSITIVE_INFINITY, ...lookups.map((l) => this.resolver.expiresAt(l)));
-      this.expiries.set(outcome, expiresAt);
       return { value: outcome, expiresAt };
     });
   }

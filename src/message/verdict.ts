@@ -97,8 +97,6 @@ export class MessageAuthenticator {
   private readonly spf: SpfEvaluator;
   private readonly dmarc: Cache<string, DmarcRecordOutcome>;
   private readonly shapes: Cache<string, MessageShape>;
-  /** When each DMARC outcome handed out stops being valid (weak: held only by the cache and the shapes); none for a temperror. */
-  private readonly dmarcExpiries = new WeakMap<DmarcRecordOutcome, number>();
 
   constructor(
     private readonly resolver: Resolver,
@@ -169,7 +167,7 @@ export class MessageAuthenticator {
     const dmarcRecord = fromDomain === undefined ? undefined : await this.dmarcRecord(fromDomain, signal);
     const prepared: PreparedMessage = { headers, mailFrom, dkim, fromDomain, dmarcRecord, keys };
     // Kept until the first DNS answer behind it expires: the DKIM key records and the DMARC record.
-    const dmarcExpiresAt = dmarcRecord === undefined ? Number.POSITIVE_INFINITY : this.dmarcExpiries.get(dmarcRecord);
+    const dmarcExpiresAt = dmarcRecord === undefined ? Number.POSITIVE_INFINITY : this.dmarc.expiryOf(dmarcRecord);
     if (shapeKey !== undefined && dkim.expiresAt !== undefined && dmarcExpiresAt !== undefined) {
       const shape: MessageShape = { id: ++shapeCount, dkim, fromDomain, dmarcRecord };
       this.shapes.set(shapeKey, shape, Math.min(dkim.expiresAt, dmarcExpiresAt));
@@ -221,7 +219,6 @@ export class MessageAuthenticator {
   private dmarcRecord(domain: string, signal: AbortSignal): Promise<DmarcRecordOutcome> {
     return this.dmarc.getOrLoad(domain, async () => {
       const { outcome, expiresAt } = await findDmarcRecord(domain, this.resolver, signal);
-      if (outcome.kind !== 'temperror') this.dmarcExpiries.set(outcome, expiresAt);
       return { value: outcome, expiresAt: outcome.kind === 'temperror' ? 0 : expiresAt };
     });
   }

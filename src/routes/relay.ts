@@ -23,7 +23,7 @@ import type { ResolvedEdgeOptions, SmtpOptions } from '../options.js';
 import { asSmtpSendError } from '../send-error.js';
 import { awaitGreeting, connectChecked } from './socket.js';
 import { callSafely } from '../call-safely.js';
-import { envelopeOf, fullEnvelopeOf, withEnvelope, type Envelope } from './mail-view.js';
+import { envelopeOf, fullEnvelopeOf, withEnvelope } from './mail-view.js';
 import type { MailedgeSentMessageInfo, MailedgeWarning, Route, RouteContext } from './route.js';
 import type { SMTPSentMessageInfo } from 'nodemailer/lib/smtp-transport';
 import type { Socket } from 'node:net';
@@ -402,10 +402,9 @@ export class RelayRoute implements Route {
     // The common case: this envelope screened before from this edge, every verdict behind it still cached.
     const full = fullEnvelopeOf(mail);
     const kept = checks.screened(full.from || false, full.to ?? [], decision.address, decision.name);
-    if (kept && !kept.blocking && kept.refused.length === 0) return { outgoing: mail, refused: NONE_REFUSED };
-    const envelope = envelopeOf(mail);
+    if (kept) return this.screened(kept, report, mail);
     const screening = checks.screen(
-      { from: envelope.from, to: envelope.to },
+      { from: full.from || false, to: full.to ?? [] },
       { address: decision.address, ehloName: decision.name },
       {
         // While the identity is served stale DNS is failing: sends do not wait for it, here either.
@@ -413,14 +412,15 @@ export class RelayRoute implements Route {
         warn: (check) => this.context.warn({ code: check.code ?? 'DNS_TEMPFAIL', message: `mailedge: ${check.id} ${check.domain ?? ''}: ${check.actual}`, check, report }),
       },
     );
-    return screening instanceof Promise ? screening.then((done) => this.screened(done, report, envelope, mail)) : this.screened(screening, report, envelope, mail);
+    return screening instanceof Promise ? screening.then((done) => this.screened(done, report, mail)) : this.screened(screening, report, mail);
   }
 
   /** What the screening leaves of the envelope; throws the refusal when nothing is left to send. */
-  private screened(screening: Screening, report: PreflightReport, envelope: Envelope, mail: MailMessage): Screened {
+  private screened(screening: Screening, report: PreflightReport, mail: MailMessage): Screened {
     const withChecks = (): PreflightReport => withEnvelopeChecks(report, screening.checks);
     if (screening.blocking) throw new EdgeRefusedError(withChecks(), screening.blocking, { mail: mail.data });
     if (screening.refused.length === 0) return { outgoing: mail, refused: NONE_REFUSED };
+    const envelope = envelopeOf(mail);
     const refusedSet = new Set(screening.refused.map((r) => r.recipient));
     const remaining = envelope.to.filter((recipient) => !refusedSet.has(recipient));
     const first = screening.refused[0];
