@@ -10,10 +10,9 @@ import { readFileSync } from 'node:fs';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { createPublicKey } from 'node:crypto';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startDnsServer, type FixtureDnsServer } from '../src/testing/dns-server.js';
-import { startReceiver, type Receiver } from '../src/testing/receiver.js';
+import { afterEach, describe, expect, it } from 'vitest';
 import { parseZone } from '../src/testing/zone.js';
+import { useAuthWorld } from './support/auth-world.js';
 import { createTransport, type MailedgeTransporter } from '../src/create-transport.js';
 import type { MailedgeOptions } from '../src/options.js';
 import type { MailedgeWarning } from '../src/routes/route.js';
@@ -49,60 +48,40 @@ function steadyZone(keyTtl = 300, keyPub = PUB, dmarc = 'v=DMARC1; p=reject'): s
   ].join('\n');
 }
 
-let base: ResourceRecord[];
-let records: ResourceRecord[];
-let theirs: FixtureDnsServer;
-let ours: FixtureDnsServer;
-let receiver: Receiver;
+const base: ResourceRecord[] = parseZone(readFileSync(ZONE_FILE, 'utf8'));
+const world = useAuthWorld({ ours: '127.0.10.53', theirs: '127.0.10.54', receiver: '127.0.10.20' }, () => [...base, ...parseZone(steadyZone())]);
 let now = Date.now();
 const clock = { now: () => now };
-const transporters: MailedgeTransporter[] = [];
 
 function setWorld(zone: string): void {
   const added = parseZone(zone);
   const names = new Set(added.map((r) => `${r.name.toLowerCase()}|${r.type}`));
   const all = [...base.filter((r) => !names.has(`${r.name.toLowerCase()}|${r.type}`)), ...added];
-  ours.setRecords(all);
-  theirs.setRecords(all);
+  world.ours.setRecords(all);
+  world.theirs.setRecords(all);
 }
 
-beforeAll(async () => {
-  base = parseZone(readFileSync(ZONE_FILE, 'utf8'));
-  records = [...base, ...parseZone(steadyZone())];
-  theirs = await startDnsServer({ host: '127.0.10.54', records });
-  ours = await startDnsServer({ host: '127.0.10.53', records });
-  receiver = await startReceiver({ host: '127.0.10.20', dnsServer: theirs.server, authentication: 'record' });
-});
 afterEach(() => {
-  for (const t of transporters.splice(0)) t.close();
-  ours.setRecords(records);
-  theirs.setRecords(records);
-  receiver.reset();
   now += 10_000_000;
-});
-afterAll(async () => {
-  await receiver.close();
-  await ours.close();
-  await theirs.close();
 });
 
 type Options = Omit<Partial<MailedgeOptions>, 'dkim'> & { dkim?: unknown };
 
 function transport(options: Options = {}, warnings?: MailedgeWarning[]): MailedgeTransporter {
   const t = createTransport({
-    host: receiver.host,
-    port: receiver.port,
+    host: world.receiver.host,
+    port: world.receiver.port,
     localAddress: '127.0.10.2',
     ignoreTLS: true,
     ...options,
-    edge: { receiver: 'final', clock, checks: CHECKS_OFF, ...options.edge, dns: { servers: [ours.server], timeout: 2000 } },
+    edge: { receiver: 'final', clock, checks: CHECKS_OFF, ...options.edge, dns: { servers: [world.ours.server], timeout: 2000 } },
   } as MailedgeOptions);
   if (warnings) t.on('warning', (w: MailedgeWarning) => warnings.push(w));
-  transporters.push(t);
+  world.transporters.push(t);
   return t;
 }
 
-const received = () => receiver.sessions.flatMap((s) => s.authentication ?? []);
+const received = () => world.receiver.sessions.flatMap((s) => s.authentication ?? []);
 const sign = (domainName: string, privateKey = KEY) => ({ domainName, keySelector: 's1', privateKey });
 
 describe('message shapes: what the key must tell apart', () => {
@@ -215,7 +194,7 @@ describe('message shapes: what the key must tell apart', () => {
 describe('message shapes: time', () => {
   it('does not judge from a shape past its DKIM key record TTL, even while the SPF and DMARC answers live', async () => {
     setWorld(steadyZone(30));
-    records = [...base.filter((r) => !r.name.toLowerCase().endsWith('steady.test')), ...parseZone(steadyZone(30))];
+    world.records = [...base.filter((r) => !r.name.toLowerCase().endsWith('steady.test')), ...parseZone(steadyZone(30))];
     try {
       const t = transport({ dkim: sign('nospf.test'), edge: { checks: { ...CHECKS_OFF, dkim: 'off' } } } as Options);
       const send = (i: number) => t.sendMail({ from: 'a@nospf.test', to: 'user@rcpt.test', subject: `m${i}`, text: `b${i}` });
@@ -225,7 +204,7 @@ describe('message shapes: time', () => {
       // The key rotated under the selector: the receiver fails DKIM, DMARC fails under p=reject: refused.
       await expect(send(4)).rejects.toMatchObject({ code: 'DMARC_FAIL', authentication: { dkim: [{ result: 'fail' }] } });
     } finally {
-      records = [...base, ...parseZone(steadyZone())];
+      world.records = [...base, ...parseZone(steadyZone())];
     }
   });
 });
@@ -274,7 +253,7 @@ describe('single-flight and settling', () => {
   it('a burst of one shape while the key record lookup times out settles every message', async () => {
     const t = transport({ pool: true, maxConnections: 2, dkim: sign('steady.test'), edge: { checks: { ...CHECKS_OFF, authentication: 'warn', dkim: 'off' } } } as Options);
     // No answer for the key record: remove it from our server (NXDOMAIN is fine too; here: no record).
-    ours.setRecords(records.filter((r) => r.name.toLowerCase() !== 's1._domainkey.steady.test'));
+    world.ours.setRecords(world.records.filter((r) => r.name.toLowerCase() !== 's1._domainkey.steady.test'));
     const sends = Array.from({ length: 10 }, (_, i) => t.sendMail({ from: 'a@steady.test', to: 'user@rcpt.test', subject: `m${i}`, text: `b${i}` }));
     const settled = await Promise.race([Promise.allSettled(sends), new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 15_000))]);
     expect(settled).not.toBe('timeout');
@@ -292,7 +271,7 @@ describe('the envelope fast path', () => {
     await t.sendMail({ from: 'a@steady.test', to: ['user@rcpt.test'], subject: 'c', text: 'b' });
     await t.sendMail({ from: 'a@steady.test', to: ['user@rcpt.test'], subject: 'c', text: 'b' });
     await expect(t.sendMail({ from: 'a@steady.test', to: ['x@nullmx.steady.test'], subject: 'c', text: 'b' })).rejects.toMatchObject({ code: expect.stringMatching(/NULL_MX|RECIPIENT/) });
-    const rcpts = receiver.sessions.flatMap((x) => x.messages.flatMap((m) => m.to));
+    const rcpts = world.receiver.sessions.flatMap((x) => x.messages.flatMap((m) => m.to));
     expect(rcpts).toEqual(['user@rcpt.test', 'user@rcpt.test', 'user@rcpt.test', 'user@rcpt.test', 'user@rcpt.test']);
   });
 });

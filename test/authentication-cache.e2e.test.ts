@@ -9,9 +9,8 @@ import { readFileSync } from 'node:fs';
 import { createPublicKey } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startDnsServer, type FixtureDnsServer } from '../src/testing/dns-server.js';
-import { startReceiver, type Receiver } from '../src/testing/receiver.js';
 import { parseZone } from '../src/testing/zone.js';
+import { useAuthWorld } from './support/auth-world.js';
 import { createTransport, type MailedgeTransporter } from '../src/create-transport.js';
 import type { MailedgeOptions } from '../src/options.js';
 import type { ResourceRecord } from '../src/dns/wire.js';
@@ -21,53 +20,30 @@ const KEY = readFileSync(new URL('../fixtures/dkim/brand-s1.pem', import.meta.ur
 const OTHER = readFileSync(new URL('../fixtures/dkim/other-s1.pem', import.meta.url), 'utf8');
 const CHECKS_OFF = { spf: 'off', 'sender-mx': 'off', dmarc: 'off', 'recipient-null-mx': 'off' } as const;
 
-let records: ResourceRecord[];
-let theirs: FixtureDnsServer;
-let ours: FixtureDnsServer;
-let receiver: Receiver;
+const world = useAuthWorld({ ours: '127.0.6.55', theirs: '127.0.6.56', receiver: '127.0.6.22' }, () => parseZone(readFileSync(ZONE_FILE, 'utf8')));
 let now = Date.now();
 const clock = { now: () => now };
-const transporters: MailedgeTransporter[] = [];
-
-beforeAll(async () => {
-  records = parseZone(readFileSync(ZONE_FILE, 'utf8'));
-  theirs = await startDnsServer({ host: '127.0.6.56', records });
-  ours = await startDnsServer({ host: '127.0.6.55', records });
-  receiver = await startReceiver({ host: '127.0.6.22', dnsServer: theirs.server, authentication: 'record' });
-});
-afterEach(() => {
-  for (const t of transporters.splice(0)) t.close();
-  ours.setRecords(records);
-  theirs.setRecords(records);
-  ours.resetStats();
-  receiver.reset();
-});
-afterAll(async () => {
-  await receiver.close();
-  await ours.close();
-  await theirs.close();
-});
 
 function transport(options: Partial<MailedgeOptions> = {}): MailedgeTransporter {
   const t = createTransport({
-    host: receiver.host,
-    port: receiver.port,
+    host: world.receiver.host,
+    port: world.receiver.port,
     localAddress: '127.0.6.2',
     ignoreTLS: true,
     ...options,
-    edge: { receiver: 'final', clock, checks: CHECKS_OFF, ...options.edge, dns: { servers: [ours.server], timeout: 2000 } },
+    edge: { receiver: 'final', clock, checks: CHECKS_OFF, ...options.edge, dns: { servers: [world.ours.server], timeout: 2000 } },
   } as MailedgeOptions);
-  transporters.push(t);
+  world.transporters.push(t);
   return t;
 }
 
-const asked = (name: string, type = 'TXT'): number => ours.log.filter((q) => q.name.toLowerCase() === name && q.type === type).length;
+const asked = (name: string, type = 'TXT'): number => world.ours.log.filter((q) => q.name.toLowerCase() === name && q.type === type).length;
 
 /** The zone with s1._domainkey.<domain> publishing `text` instead. */
 function withKeyRecord(domain: string, text: string): ResourceRecord[] {
   const owner = `s1._domainkey.${domain}`;
   const chunks = (text.match(/.{1,250}/g) ?? ['']).map((c) => `"${c}"`).join(' ');
-  return [...records.filter((r) => r.name.toLowerCase() !== owner), ...parseZone(`${owner}. 300 IN TXT ${chunks}`)];
+  return [...world.records.filter((r) => r.name.toLowerCase() !== owner), ...parseZone(`${owner}. 300 IN TXT ${chunks}`)];
 }
 
 describe('the DNS cost of the message checks', () => {
@@ -81,7 +57,7 @@ describe('the DNS cost of the message checks', () => {
     expect(asked('s1._domainkey.aligned.test')).toBe(1);
     expect(asked('aligned.test')).toBe(1);
     // Every message's own verdict at the receiver agrees.
-    expect(receiver.sessions.flatMap((s) => s.authentication ?? []).map((a) => a.dmarc?.result)).toEqual(Array.from({ length: 30 }, () => 'pass'));
+    expect(world.receiver.sessions.flatMap((s) => s.authentication ?? []).map((a) => a.dmarc?.result)).toEqual(Array.from({ length: 30 }, () => 'pass'));
   });
 });
 
@@ -94,8 +70,8 @@ describe('what is verified when', () => {
     // The domain publishes another key. Within the answer's TTL (300 s) mailedge still says what receivers with
     // the same cached answer say; the receiver here asks its own server afresh, and sees the new key at once.
     const otherKey = createPublicKey(OTHER).export({ type: 'spki', format: 'der' }).toString('base64');
-    ours.setRecords(withKeyRecord('spffail.test', `v=DKIM1; k=rsa; p=${otherKey}`));
-    theirs.setRecords(withKeyRecord('spffail.test', `v=DKIM1; k=rsa; p=${otherKey}`));
+    world.ours.setRecords(withKeyRecord('spffail.test', `v=DKIM1; k=rsa; p=${otherKey}`));
+    world.theirs.setRecords(withKeyRecord('spffail.test', `v=DKIM1; k=rsa; p=${otherKey}`));
     now += 60_000;
     expect((await t.sendMail({ ...message })).authentication?.dkim[0]?.result).toBe('pass');
     expect(asked('s1._domainkey.spffail.test')).toBe(1);
@@ -104,15 +80,15 @@ describe('what is verified when', () => {
     const rotated = await t.sendMail({ ...message });
     expect(rotated.authentication?.dkim[0]?.result).toBe('fail');
     expect(rotated.authentication?.dmarc.result).toBe('fail');
-    expect(receiver.sessions.flatMap((s) => s.authentication ?? []).at(-1)?.dkim[0]?.result).toBe('fail');
+    expect(world.receiver.sessions.flatMap((s) => s.authentication ?? []).at(-1)?.dkim[0]?.result).toBe('fail');
 
     // Revoked (empty p=): neutral, as mailauth writes it (RFC 6376 section 3.6.1 calls it a revoked key, a PERMFAIL).
-    ours.setRecords(withKeyRecord('spffail.test', 'v=DKIM1; k=rsa; p='));
-    theirs.setRecords(withKeyRecord('spffail.test', 'v=DKIM1; k=rsa; p='));
+    world.ours.setRecords(withKeyRecord('spffail.test', 'v=DKIM1; k=rsa; p='));
+    world.theirs.setRecords(withKeyRecord('spffail.test', 'v=DKIM1; k=rsa; p='));
     now += 400_000;
     const revoked = await t.sendMail({ ...message });
     expect(revoked.authentication?.dkim[0]).toMatchObject({ result: 'neutral', domain: 'spffail.test', selector: 's1' });
-    expect(receiver.sessions.flatMap((s) => s.authentication ?? []).at(-1)?.dkim[0]?.result).toBe('neutral');
+    expect(world.receiver.sessions.flatMap((s) => s.authentication ?? []).at(-1)?.dkim[0]?.result).toBe('neutral');
   });
 
   it("keeps a message shape's verdict (the transport's signer) only while every answer behind it lives", async () => {
@@ -124,19 +100,19 @@ describe('what is verified when', () => {
     expect(asked('s1._domainkey.spffail.test')).toBe(1);
 
     const otherKey = createPublicKey(OTHER).export({ type: 'spki', format: 'der' }).toString('base64');
-    ours.setRecords(withKeyRecord('spffail.test', `v=DKIM1; k=rsa; p=${otherKey}`));
-    theirs.setRecords(withKeyRecord('spffail.test', `v=DKIM1; k=rsa; p=${otherKey}`));
+    world.ours.setRecords(withKeyRecord('spffail.test', `v=DKIM1; k=rsa; p=${otherKey}`));
+    world.theirs.setRecords(withKeyRecord('spffail.test', `v=DKIM1; k=rsa; p=${otherKey}`));
     now += 60_000;
     expect((await send(4)).authentication?.dkim[0]?.result).toBe('pass');
     now += 300_000;
     const rotated = await send(5);
     expect(rotated.authentication?.dkim[0]?.result).toBe('fail');
     expect(rotated.authentication?.dmarc).toMatchObject({ result: 'fail', policy: 'reject' });
-    expect(receiver.sessions.flatMap((s) => s.authentication ?? []).at(-1)?.dkim[0]?.result).toBe('fail');
+    expect(world.receiver.sessions.flatMap((s) => s.authentication ?? []).at(-1)?.dkim[0]?.result).toBe('fail');
 
     // The From domain's policy changes: seen once the DMARC answer the shape was made with expires.
     const policy = (text: string): ResourceRecord[] => [...withKeyRecord('spffail.test', `v=DKIM1; k=rsa; p=${otherKey}`).filter((r) => r.name.toLowerCase() !== '_dmarc.spffail.test'), ...parseZone(`_dmarc.spffail.test. 300 IN TXT "${text}"`)];
-    ours.setRecords(policy('v=DMARC1; p=none'));
+    world.ours.setRecords(policy('v=DMARC1; p=none'));
     now += 4_000_000;
     expect((await send(6)).authentication?.dmarc).toMatchObject({ result: 'fail', policy: 'none' });
   });
@@ -155,7 +131,7 @@ describe('what is verified when', () => {
     expect(third.authentication).not.toBe(second.authentication);
 
     // The domain stops authorising the edge: seen once the SPF answer expires, and then refused (p=reject: DMARC fails).
-    ours.setRecords([...records.filter((r) => !(r.name.toLowerCase() === 'aligned.test' && r.type === 'TXT')), ...parseZone('aligned.test. 300 IN TXT "v=spf1 -all"')]);
+    world.ours.setRecords([...world.records.filter((r) => !(r.name.toLowerCase() === 'aligned.test' && r.type === 'TXT')), ...parseZone('aligned.test. 300 IN TXT "v=spf1 -all"')]);
     now += 4_000_000;
     await expect(send(4)).rejects.toMatchObject({ code: 'DMARC_FAIL', authentication: { spf: { result: 'fail' }, dmarc: { result: 'fail' } } });
   });
@@ -167,6 +143,6 @@ describe('what is verified when', () => {
     // Nodemailer signs List-Unsubscribe when present: a new shape, verified in full, still passing.
     const info = await t.sendMail({ from: 'news@aligned.test', to: 'user@rcpt.test', subject: 's', text: 'b', dkim, list: { unsubscribe: 'https://aligned.test/u' } });
     expect(info.authentication?.dkim[0]?.result).toBe('pass');
-    expect(receiver.sessions.flatMap((s) => s.authentication ?? []).map((a) => a.dkim[0]?.result)).toEqual(['pass', 'pass']);
+    expect(world.receiver.sessions.flatMap((s) => s.authentication ?? []).map((a) => a.dkim[0]?.result)).toEqual(['pass', 'pass']);
   });
 });
