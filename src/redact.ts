@@ -37,7 +37,11 @@ const SECRET_KEYS: ReadonlySet<string> = new Set([
 ]);
 const AUTH_SECRET_KEYS = ['pass', 'password', 'accessToken', 'refreshToken', 'clientSecret', 'privateKey'] as const;
 
-/** Per-message credentials the logger also covers; a bound, because a transport may see a new one per message. */
+/**
+ * Per-message credentials the logger also covers once their message is gone
+ * (a late log line); a bound, because a transport may see a new one per
+ * message. A message still held by anyone keeps its own covered, past it.
+ */
 const MAX_MESSAGE_SECRETS = 256;
 /** Log objects nest (meta, err, cause); deeper than this is not Nodemailer's and is cut. */
 const MAX_DEPTH = 6;
@@ -213,6 +217,8 @@ interface AuthState {
 /** Token mechanisms: their secret may be issued at run time, unknown to the redactor, so a reply to them is always withheld. */
 const BEARER_AUTH = /^AUTH\s+(?:XOAUTH2|OAUTHBEARER)\b/i;
 const MAX_SESSIONS = 1024;
+/** Replies only an AUTH command draws (RFC 4954 section 6): 534 mechanism too weak, 535 credentials invalid, 538 encryption required. */
+const AUTH_ONLY_REPLY = /^53[458][ -]/;
 
 class RedactorCore {
   private sorted: { long: string[]; short: boolean } | undefined;
@@ -223,8 +229,8 @@ class RedactorCore {
     private readonly root: RedactorCore | undefined,
   ) {}
 
-  /** Per-message secret sets seen by this (root) redactor, oldest first. */
-  private readonly messageSecrets = new Map<string, SecretForms>();
+  /** Per-message secret sets seen by this (root) redactor, oldest first, with the messages that brought them. */
+  private readonly messageSecrets = new Map<string, { forms: SecretForms; messages: Array<WeakRef<object>> }>();
   /** AUTH exchanges under way, per session: the least recent goes first past MAX_SESSIONS (a dropped connection never finishes). */
   private readonly sessions = new Cache<string, AuthState>({ name: 'redaction auth sessions', max: MAX_SESSIONS, clock: systemClock });
 
@@ -232,7 +238,7 @@ class RedactorCore {
     if (this.sorted === undefined) {
       const all = new SecretForms();
       all.merge(this.own);
-      for (const forms of this.messageSecrets.values()) all.merge(forms);
+      for (const { forms } of this.messageSecrets.values()) all.merge(forms);
       // Longest first, so a form inside a longer one (the password inside its AUTH PLAIN base64) never splits it.
       this.sorted = { long: [...all.long].sort((a, b) => b.length - a.length), short: all.short };
     }
@@ -378,7 +384,9 @@ class RedactorCore {
       if (state) this.sessions.delete(key);
       return line;
     }
-    if (!state?.inAuth) return line;
+    // A session the table no longer knows (evicted past MAX_SESSIONS while in AUTH) may still get its AUTH reply:
+    // the codes only AUTH draws (RFC 4954: 534, 535, 538) are withheld as a reply to AUTH would be.
+    if (!state?.inAuth) return AUTH_ONLY_REPLY.test(line) ? this.authReply(line, true) : line;
     state.lastWas334 = /^334[ -]/.test(line);
     if (state.lastWas334) return line;
     if (/^\d{3} /.test(line)) this.sessions.delete(key);
@@ -409,14 +417,21 @@ class RedactorCore {
     return wrapped as unknown as T;
   }
 
-  /** Adds one message's secrets for the logger, which cannot tell which message a line belongs to. */
-  remember(key: string, forms: SecretForms): void {
+  /**
+   * Adds one message's secrets for the logger, which cannot tell which message
+   * a line belongs to. Past the bound the oldest sets go, but only those whose
+   * messages are all gone: a message in flight (or held by the caller) keeps
+   * its secrets covered however many others come after it.
+   */
+  remember(key: string, forms: SecretForms, message: object): void {
     this.sorted = undefined;
+    const messages = (this.messageSecrets.get(key)?.messages ?? []).filter((ref) => ref.deref() !== undefined);
+    messages.push(new WeakRef(message));
     this.messageSecrets.delete(key);
-    this.messageSecrets.set(key, forms);
-    if (this.messageSecrets.size > MAX_MESSAGE_SECRETS) {
-      const oldest = this.messageSecrets.keys().next();
-      if (!oldest.done) this.messageSecrets.delete(oldest.value);
+    this.messageSecrets.set(key, { forms, messages });
+    for (const [oldKey, entry] of this.messageSecrets) {
+      if (this.messageSecrets.size <= MAX_MESSAGE_SECRETS) break;
+      if (entry.messages.every((ref) => ref.deref() === undefined)) this.messageSecrets.delete(oldKey);
     }
   }
 
@@ -427,7 +442,7 @@ class RedactorCore {
     message.addDkim(data.dkim);
     if (message.long.size === 0 && !message.short) return this;
     const root = this.root ?? this;
-    root.remember([...message.long].sort().join('\u0000') + (message.short ? '\u0000short' : ''), message);
+    root.remember([...message.long].sort().join('\u0000') + (message.short ? '\u0000short' : ''), message, data);
     const combined = new SecretForms();
     combined.merge(this.own);
     combined.merge(message);

@@ -155,11 +155,11 @@ export class RelayRoute implements Route {
         try {
           // The message meets the connection: the identity as it stands now, a cache read unless it expired.
           const pendingCurrent = this.identity();
-          const current = pendingCurrent instanceof Promise ? await pendingCurrent : pendingCurrent;
+          const current = pendingCurrent instanceof Promise ? await untilAborted(pendingCurrent, signal) : pendingCurrent;
           now = decide(current, mail.data);
           // Message identity (issue 11): the verdict for the address and EHLO name it leaves with; may refuse.
           const verdict = message && this.message.judge(message, now, current.report, mail.data, this.warn);
-          authentication = verdict instanceof Promise ? await verdict : verdict;
+          authentication = verdict instanceof Promise ? await untilAborted(verdict, signal) : verdict;
           channel = this.channelFor(now);
         } catch (err) {
           this.releaseSlot();
