@@ -18,6 +18,8 @@ import { parseZone } from '../src/testing/zone.js';
 import { compiledHeaders } from '../src/message/compiled.js';
 import { readHeaders, signatureTags } from '../src/message/headers.js';
 import { MessageAuthenticator } from '../src/message/verdict.js';
+import { MessageStage } from '../src/message/stage.js';
+import type { PreflightReport } from '../src/checks/types.js';
 import { renderOnce } from '../src/message/render.js';
 import { createResolver } from '../src/identity.js';
 import { resolveEdgeOptions, type MailedgeOptions } from '../src/options.js';
@@ -95,6 +97,29 @@ describe('the signature shape without rendering', () => {
 });
 
 describe('what is verified when', () => {
+  it('verifies a burst of first messages of one shape once: the rest wait for it, unrendered', async () => {
+    const options = resolveEdgeOptions({ host: '127.0.0.1', dkim: DKIM, edge: { receiver: 'final', dns: { servers: [dns.server] } } } as MailedgeOptions);
+    const stage = new MessageStage(options, createResolver(options));
+    const report = { ok: true, address: null, name: null, destination: null, checks: [], ptrNames: [], expiresAt: Infinity, stale: false } as PreflightReport;
+    const mails = await Promise.all(Array.from({ length: 10 }, () => compiled({ ...base }, DKIM)));
+    const sends = await Promise.all(mails.map(async (mail) => stage.prepare(mail, mail, report)));
+    expect(sends.map((send) => send?.prepared.dkim.verifiedInFull)).toEqual([1, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    expect(sends.filter((send) => send?.prepared.raw !== undefined)).toHaveLength(1);
+    expect(sends.every((send) => send?.prepared.dkim.signatures[0]?.result === 'pass')).toBe(true);
+  });
+
+  it('lets the waiting messages go on when the first one fails to render', async () => {
+    const options = resolveEdgeOptions({ host: '127.0.0.1', dkim: DKIM, edge: { receiver: 'final', dns: { servers: [dns.server] } } } as MailedgeOptions);
+    const stage = new MessageStage(options, createResolver(options));
+    const report = { ok: true, address: null, name: null, destination: null, checks: [], ptrNames: [], expiresAt: Infinity, stale: false } as PreflightReport;
+    // The same signed header set (multipart/mixed with an attachment); the first one's attachment cannot be read.
+    const broken = new Readable({ read() { this.destroy(new Error('unreadable attachment')); } });
+    const first = await compiled({ ...base, attachments: [{ filename: 'a.txt', content: broken }] }, DKIM);
+    const others = await Promise.all(Array.from({ length: 3 }, () => compiled({ ...base, attachments: [{ filename: 'a.txt', content: 'fine' }] }, DKIM)));
+    const results = await Promise.allSettled([first, ...others].map(async (mail) => stage.prepare(mail, mail, report)));
+    expect(results[0]?.status).toBe('rejected');
+    for (const result of results.slice(1)) expect(result).toMatchObject({ status: 'fulfilled', value: { prepared: { dkim: { signatures: [{ result: 'pass' }] } } } });
+  });
   it('lets the first messages of a shape wait for the full verification under way instead of each rendering', async () => {
     const options = resolveEdgeOptions({ host: '127.0.0.1', edge: { receiver: 'final', dns: { servers: [dns.server] } } } as MailedgeOptions);
     const authenticator = new MessageAuthenticator(createResolver(options), options.clock, [DKIM]);

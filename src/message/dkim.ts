@@ -72,6 +72,8 @@ export class DkimVerifier {
   private readonly parsed: Cache<string, Map<string, string>>;
   /** Shapes being verified in full now, and the verification their other messages wait for (entries leave when it ends). */
   private readonly verifying = new Map<string, Promise<void>>();
+  /** Who claimed which shapes: a message between its cache miss and its verification (weak: a dropped one holds nothing). */
+  private readonly claims = new WeakMap<object, { shapes: readonly string[]; running: Promise<void>; finish: () => void }>();
 
   constructor(
     private readonly resolver: Resolver,
@@ -87,17 +89,21 @@ export class DkimVerifier {
    * of ours, of a shape verified in full before, against the key record answer
    * the resolver holds now. The caller then renders and calls verify().
    */
-  async fromCache(headers: MessageHeaders, keys: readonly DkimKeyOptions[], signal: AbortSignal): Promise<DkimOutcome | undefined> {
+  async fromCache(headers: MessageHeaders, keys: readonly DkimKeyOptions[], signal: AbortSignal, claimant?: object): Promise<DkimOutcome | undefined> {
     const fields = headers.get('dkim-signature');
     if (fields.length === 0) return { signatures: [], evidence: () => [], verifiedInFull: 0, expiresAt: Number.POSITIVE_INFINITY };
     const shapes = this.shapesOf(fields, keys, true);
     if (shapes.some((s) => !s.own)) return undefined;
     const missing = shapes.filter((s) => this.kept.get(s.shape) === undefined);
     if (missing.length > 0) {
-      // A message of this shape is being verified in full (its verification has started): wait for that verdict.
-      const running = missing.map((s) => this.verifying.get(s.shape));
-      if (running.some((r) => r === undefined)) return undefined;
-      await Promise.all(running);
+      const unclaimed = missing.filter((s) => !this.verifying.has(s.shape));
+      if (unclaimed.length > 0) {
+        // The first message of a shape: it is rendered and verified in full (`claimant`, released by verify() or
+        // release()); the messages of the shape that arrive meanwhile wait for its verdict instead of doing the same.
+        if (claimant) this.claim(unclaimed.map((s) => s.shape), claimant);
+        return undefined;
+      }
+      await Promise.all(missing.map((s) => this.verifying.get(s.shape)));
       if (missing.some((s) => this.kept.get(s.shape) === undefined)) return undefined;
     }
     const { records, cached, evidence } = await this.cachedFor(shapes, signal);
@@ -105,25 +111,43 @@ export class DkimVerifier {
     return { signatures: cached as DkimSignatureVerdict[], evidence, verifiedInFull: 0, expiresAt: Math.min(...records.map((r) => this.resolver.expiresAt(r))) };
   }
 
-  async verify(raw: Buffer, headers: MessageHeaders, keys: readonly DkimKeyOptions[], signal: AbortSignal): Promise<DkimOutcome> {
+  async verify(raw: Buffer, headers: MessageHeaders, keys: readonly DkimKeyOptions[], signal: AbortSignal, claimant?: object): Promise<DkimOutcome> {
     const fields = headers.get('dkim-signature');
-    if (fields.length === 0) return { signatures: [], evidence: () => [], verifiedInFull: 0 };
+    if (fields.length === 0) {
+      if (claimant) this.release(claimant);
+      return { signatures: [], evidence: () => [], verifiedInFull: 0 };
+    }
     const shapes = this.shapesOf(fields, keys);
-    // Claimed before the first await: messages of these shapes that reach fromCache from now on wait for this verdict
-    // (those that got there while this message was being rendered, before the claim, render and verify their own).
-    let finished = (): void => undefined;
-    const running = new Promise<void>((resolve) => {
-      finished = resolve;
-    });
-    const claimed = shapes.filter((s) => s.own && this.kept.get(s.shape) === undefined && !this.verifying.has(s.shape)).map((s) => s.shape);
-    for (const shape of claimed) this.verifying.set(shape, running);
+    // Claimed before the first await (unless fromCache claimed them for this message already): messages of these
+    // shapes that reach fromCache from now on wait for this verdict.
+    const mine = {};
+    this.claim(shapes.filter((s) => s.own && this.kept.get(s.shape) === undefined && !this.verifying.has(s.shape)).map((s) => s.shape), mine);
     try {
       return await this.verifyInFull(raw, shapes, signal);
     } finally {
       // After the verdicts are kept (verifyInFull keeps them before it returns).
-      for (const shape of claimed) this.verifying.delete(shape);
-      finished();
+      this.release(mine);
+      if (claimant) this.release(claimant);
     }
+  }
+
+  /** Ends a claim: its shapes are no longer being verified, and the messages waiting for them go on. */
+  release(claimant: object): void {
+    const claim = this.claims.get(claimant);
+    if (!claim) return;
+    this.claims.delete(claimant);
+    for (const shape of claim.shapes) if (this.verifying.get(shape) === claim.running) this.verifying.delete(shape);
+    claim.finish();
+  }
+
+  private claim(shapes: readonly string[], claimant: object): void {
+    if (shapes.length === 0) return;
+    let finish = (): void => undefined;
+    const running = new Promise<void>((resolve) => {
+      finish = resolve;
+    });
+    for (const shape of shapes) this.verifying.set(shape, running);
+    this.claims.set(claimant, { shapes, running, finish });
   }
 
   private async verifyInFull(raw: Buffer, shapes: readonly Shape[], signal: AbortSignal): Promise<DkimOutcome> {

@@ -114,15 +114,20 @@ export class MessageStage {
   }
 
   private async render(mail: MailMessage, outgoing: MailMessage, report: PreflightReport): Promise<PreparedSend> {
-    let raw: Buffer;
     try {
-      raw = await renderOnce(mail);
-    } catch (err) {
-      if (err instanceof MessageTooLargeError) throw new EdgeRefusedError(report, tooLarge(err.limit), { mail: mail.data });
-      throw err;
+      let raw: Buffer;
+      try {
+        raw = await renderOnce(mail);
+      } catch (err) {
+        if (err instanceof MessageTooLargeError) throw new EdgeRefusedError(report, tooLarge(err.limit), { mail: mail.data });
+        throw err;
+      }
+      const prepared = await this.authenticator.prepare(mail, raw, NEVER);
+      return { outgoing: withEnvelope(mail, envelopeOf(outgoing), raw), prepared };
+    } finally {
+      // Whatever became of it, the messages of its shape that wait for this one go on.
+      this.authenticator.releaseClaim(mail);
     }
-    const prepared = await this.authenticator.prepare(mail, raw, NEVER);
-    return { outgoing: withEnvelope(mail, envelopeOf(outgoing), raw), prepared };
   }
 
   /**

@@ -115,7 +115,7 @@ export class MessageAuthenticator {
   async prepare(mail: MailMessage, raw: Buffer, signal: AbortSignal): Promise<PreparedMessage> {
     // A per-message dkim option replaces the transport's, as in Nodemailer.
     const keys = mail.data.dkim ? dkimKeys(mail.data.dkim) : this.transportKeys;
-    return this.prepareRaw(raw, envelopeOf(mail).from, keys, signal);
+    return this.prepareRaw(raw, envelopeOf(mail).from, keys, signal, mail);
   }
 
   /**
@@ -150,10 +150,11 @@ export class MessageAuthenticator {
     const shapeKey = ownKeys ? undefined : shapeKeyOf(headers, compiled.signatures, mailFrom);
     const known = shapeKey === undefined ? undefined : this.shapes.get(shapeKey);
     if (known) return { headers, mailFrom, keys, dkim: known.dkim, fromDomain: known.fromDomain, dmarcRecord: known.dmarcRecord, shape: known };
-    return this.completeCompiled(headers, mailFrom, keys, single, shapeKey, signal);
+    return this.completeCompiled(mail, headers, mailFrom, keys, single, shapeKey, signal);
   }
 
   private async completeCompiled(
+    mail: MailMessage,
     headers: MessageHeaders,
     mailFrom: string | false,
     keys: readonly DkimKeyOptions[],
@@ -161,7 +162,8 @@ export class MessageAuthenticator {
     shapeKey: string | undefined,
     signal: AbortSignal,
   ): Promise<PreparedMessage | undefined> {
-    const dkim = await this.dkim.fromCache(headers, keys, signal);
+    // A miss makes this message the one whose rendering is verified for its shape (prepare() below, or release()).
+    const dkim = await this.dkim.fromCache(headers, keys, signal, mail);
     if (!dkim) return undefined;
     const fromDomain = single === undefined ? undefined : domainOf(single);
     const dmarcRecord = fromDomain === undefined ? undefined : await this.dmarcRecord(fromDomain, signal);
@@ -177,12 +179,12 @@ export class MessageAuthenticator {
   }
 
   /** The same from rendered bytes alone: `mailFrom` false for the null sender, `keys` the private keys that signed. */
-  async prepareRaw(raw: Buffer, mailFrom: string | false, keys: readonly DkimKeyOptions[], signal: AbortSignal): Promise<PreparedMessage> {
+  async prepareRaw(raw: Buffer, mailFrom: string | false, keys: readonly DkimKeyOptions[], signal: AbortSignal, claimant?: object): Promise<PreparedMessage> {
     const headers = readHeaders(raw);
     const single = headers.fromFields === 1 && headers.from.length === 1 ? headers.from[0] : undefined;
     const fromDomain = single === undefined ? undefined : domainOf(single);
     const [dkim, dmarcRecord] = await Promise.all([
-      this.dkim.verify(raw, headers, keys, signal),
+      this.dkim.verify(raw, headers, keys, signal, claimant),
       fromDomain === undefined ? Promise.resolve(undefined) : this.dmarcRecord(fromDomain, signal),
     ]);
     return { raw, headers, mailFrom, dkim, fromDomain, dmarcRecord, keys };
@@ -209,6 +211,11 @@ export class MessageAuthenticator {
     };
     authentication.header = authenticationResultsHeader(this.authserv, authentication, spf?.identity ?? (prepared.mailFrom === false ? 'helo' : 'mailfrom'));
     return { authentication, receiver, prepared, spf, edge };
+  }
+
+  /** Ends what this message claimed at its cache miss, when it will not be verified after all (its rendering failed). */
+  releaseClaim(mail: MailMessage): void {
+    this.dkim.release(mail);
   }
 
   /** When a judgement stops being valid as far as SPF goes: never for a relay, where SPF is not evaluated. */
